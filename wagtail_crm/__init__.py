@@ -1,0 +1,23 @@
+"""wagtail_crm: an online CRM for Wagtail sites.
+
+The public API is importable from the package root. The functions are thin wrappers so that importing
+``wagtail_crm`` (e.g. from settings) never imports Django models.
+"""
+
+__version__ = "0.1.0"
+
+__all__ = ["get_visitor", "track"]
+
+
+def get_visitor(request):
+    """Return the :class:`~wagtail_crm.profiles.visitor.Visitor` for ``request`` (lazy, cached)."""
+    from wagtail_crm.profiles.visitor import get_visitor as _get_visitor
+
+    return _get_visitor(request)
+
+
+def track(request_or_profile, kind, channel="online", **data):
+    """Record an interaction on the visitor's timeline. See ``docs/reference/api.md``."""
+    from wagtail_crm.profiles.tracking import track as _track
+
+    return _track(request_or_profile, kind, channel=channel, **data)

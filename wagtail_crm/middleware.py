@@ -1,0 +1,1 @@
+from wagtail_crm.profiles.middleware import VisitorMiddleware  # noqa: F401

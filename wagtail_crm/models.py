@@ -1,0 +1,2 @@
+# Django discovers models through this module; each capability keeps its own models module.
+from wagtail_crm.profiles.models import Interaction, InteractionKind, VisitorProfile  # noqa: F401

@@ -1,0 +1,321 @@
+"""The ingest job: write a batch of events as interactions and bring each profile's summary up to date.
+
+One transaction per batch: resolve (or create) the profiles, lock them, bulk-insert the interactions that are
+not already written (event ids make the job idempotent), then update visit counts, last seen, attribution
+and facts with one bulk update.
+"""
+
+import logging
+import uuid
+from collections import defaultdict
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from wagtail_crm.conf import get_setting
+from wagtail_crm.profiles import facts as profile_facts
+from wagtail_crm.profiles.models import Channel, Interaction, InteractionKind, VisitorProfile
+from wagtail_crm.signals import interactions_recorded
+
+logger = logging.getLogger("wagtail_crm.ingest")
+
+ATTRIBUTION_FIELDS = (
+    "utm_source",
+    "utm_medium",
+    "utm_campaign",
+    "utm_term",
+    "utm_content",
+    "referrer_host",
+    "landing_page",
+    "offer_code",
+)
+# Attribution keys that make a visit a campaign "touch" (a plain direct visit does not replace last touch).
+TOUCH_KEYS = ("utm_source", "utm_medium", "utm_campaign", "referrer_host", "offer_code")
+_MAX_LENGTHS = {
+    name: VisitorProfile._meta.get_field(f"first_{name}").max_length for name in ATTRIBUTION_FIELDS
+}
+
+VISIT_NAMESPACE = uuid.UUID("6f1d3c1e-7a51-4c47-9a3e-3b1f0b7e2a10")
+
+
+def _parse(event):
+    """Validate one event dict; returns a normalised copy or None (logged) when unusable."""
+    try:
+        parsed = dict(event)
+        parsed["id"] = uuid.UUID(str(event["id"]))
+        occurred_at = event.get("occurred_at")
+        if isinstance(occurred_at, str):
+            occurred_at = datetime.fromisoformat(occurred_at)
+        if occurred_at is None:
+            occurred_at = timezone.now()
+        if timezone.is_naive(occurred_at):
+            occurred_at = timezone.make_aware(occurred_at)
+        parsed["occurred_at"] = occurred_at
+        if not isinstance(event.get("kind"), str) or not event["kind"]:
+            raise ValueError("missing kind")
+        if not (event.get("profile_id") or event.get("user_id") or event.get("visitor_id")):
+            raise ValueError("no profile, user or visitor id")
+        parsed["data"] = event.get("data") or {}
+        parsed["attribution"] = event.get("attribution") or {}
+        parsed.setdefault("channel", Channel.ONLINE)
+        return parsed
+    except (KeyError, TypeError, ValueError) as exc:
+        logger.error("Skipping invalid event %r: %s", event, exc)
+        return None
+
+
+def ingest_events(events):
+    """Write ``events`` (dicts from ``events.make_event``). Returns how many were newly written."""
+    parsed = {}
+    for event in events:
+        event = _parse(event)
+        if event is not None:
+            parsed.setdefault(event["id"], event)  # the same event twice in one batch counts once
+    if not parsed:
+        return 0
+    with transaction.atomic():
+        already = set(
+            Interaction.objects.filter(event_id__in=list(parsed)).values_list("event_id", flat=True)
+        )
+        todo = [event for event_id, event in parsed.items() if event_id not in already]
+        if not todo:
+            return 0
+        profiles = _resolve_profiles(todo)
+        page_keys = _page_keys({event.get("page_id") for event in todo if event.get("page_id")})
+        interactions, changed = _apply(todo, profiles, page_keys)
+        Interaction.objects.bulk_create(interactions, batch_size=1000)
+        _save_profiles(changed)
+        profile_ids = sorted({profile.pk for profile in changed})
+        transaction.on_commit(
+            lambda: interactions_recorded.send(
+                sender=Interaction, interactions=interactions, profile_ids=profile_ids
+            )
+        )
+    return len(interactions)
+
+
+def _resolve_profiles(events):
+    """Map each event id to a locked, up-to-date profile, creating profiles for new visitors."""
+    earliest = {}
+    for e in events:
+        key = e.get("visitor_id")
+        if key and (key not in earliest or e["occurred_at"] < earliest[key]):
+            earliest[key] = e["occurred_at"]
+    by_profile_id = {e["profile_id"] for e in events if e.get("profile_id")}
+    user_ids = {e["user_id"] for e in events if not e.get("profile_id") and e.get("user_id")}
+    visitor_ids = {
+        e["visitor_id"]
+        for e in events
+        if not e.get("profile_id") and not e.get("user_id") and e.get("visitor_id")
+    }
+    # Events of logged-in users carry their visitor id too: an unclaimed anonymous profile with that id
+    # becomes the user's profile instead of a second one being created.
+    user_visitor = {
+        e["user_id"]: e["visitor_id"]
+        for e in events
+        if not e.get("profile_id") and e.get("user_id") and e.get("visitor_id")
+    }
+
+    existing_users = set(
+        VisitorProfile.objects.filter(user_id__in=user_ids).values_list("user_id", flat=True)
+    )
+    missing_users = user_ids - existing_users
+    if missing_users:
+        _attach_or_create_user_profiles(missing_users, user_visitor, earliest)
+
+    if visitor_ids:
+        known = set(
+            VisitorProfile.objects.filter(visitor_id__in=visitor_ids).values_list("visitor_id", flat=True)
+        )
+        VisitorProfile.objects.bulk_create(
+            [
+                VisitorProfile(visitor_id=vid, first_seen=earliest[vid], last_seen=earliest[vid])
+                for vid in sorted(visitor_ids - known)
+            ],
+            ignore_conflicts=True,
+        )
+
+    # Lock every profile touched by this batch, in id order so concurrent batches cannot deadlock.
+    candidates = VisitorProfile.objects.filter(pk__in=by_profile_id)
+    if user_ids:
+        candidates = candidates | VisitorProfile.objects.filter(user_id__in=user_ids)
+    if visitor_ids:
+        candidates = candidates | VisitorProfile.objects.filter(visitor_id__in=visitor_ids)
+    rows = {p.pk: p for p in candidates.select_for_update().order_by("pk")}
+
+    # Follow merge tombstones to the surviving profile.
+    targets = {p.merged_into_id for p in rows.values() if p.merged_into_id} - set(rows)
+    while targets:
+        more = {p.pk: p for p in VisitorProfile.objects.select_for_update().filter(pk__in=targets)}
+        rows.update(more)
+        targets = {p.merged_into_id for p in more.values() if p.merged_into_id} - set(rows)
+
+    def final(profile):
+        while profile is not None and profile.merged_into_id:
+            profile = rows.get(profile.merged_into_id)
+        return profile
+
+    by_user = {p.user_id: p for p in rows.values() if p.user_id}
+    by_visitor = {p.visitor_id: p for p in rows.values()}
+    resolved = {}
+    for event in events:
+        if event.get("profile_id"):
+            profile = rows.get(event["profile_id"])
+        elif event.get("user_id"):
+            profile = by_user.get(event["user_id"])
+        else:
+            profile = by_visitor.get(event["visitor_id"])
+        profile = final(profile)
+        if profile is None:
+            logger.error("Skipping event %s: its profile no longer exists", event["id"])
+            continue
+        resolved[event["id"]] = profile
+    return resolved
+
+
+def _attach_or_create_user_profiles(user_ids, user_visitor, earliest):
+    from django.contrib.auth import get_user_model
+
+    user_ids = set(get_user_model().objects.filter(pk__in=user_ids).values_list("pk", flat=True))
+    claimable = {
+        p.visitor_id: p
+        for p in VisitorProfile.objects.filter(
+            visitor_id__in=[user_visitor[u] for u in user_ids if u in user_visitor],
+            user__isnull=True,
+            merged_into__isnull=True,
+        )
+    }
+    for user_id in sorted(user_ids):
+        profile = claimable.pop(user_visitor.get(user_id), None)
+        if profile is not None:
+            VisitorProfile.objects.filter(pk=profile.pk, user__isnull=True).update(user_id=user_id)
+        else:
+            first = earliest.get(user_visitor.get(user_id)) or timezone.now()
+            VisitorProfile.objects.get_or_create(
+                user_id=user_id, defaults={"first_seen": first, "last_seen": first}
+            )
+
+
+def _page_keys(page_ids):
+    """For each page id, the ids (as strings) of the page and its ancestors below the site root."""
+    if not page_ids:
+        return {}
+    from wagtail.models import Page
+
+    paths = dict(Page.objects.filter(pk__in=page_ids).values_list("pk", "path"))
+    steplen = Page.steplen
+    ancestor_paths = {
+        path[:end] for path in paths.values() for end in range(steplen * 2, len(path) + 1, steplen)
+    }
+    ids_by_path = dict(Page.objects.filter(path__in=ancestor_paths).values_list("path", "pk"))
+    keys = {}
+    for page_id, path in paths.items():
+        keys[page_id] = [
+            str(ids_by_path[path[:end]])
+            for end in range(steplen * 2, len(path) + 1, steplen)
+            if path[:end] in ids_by_path
+        ]
+        # The site root (depth 2) would count every page view; keep it only when it is the page itself.
+        if len(path) > steplen * 2 and keys[page_id]:
+            keys[page_id] = keys[page_id][1:]
+    return keys
+
+
+def _apply(events, profiles, page_keys):
+    timeout = timedelta(seconds=get_setting("VISIT_TIMEOUT"))
+    now = timezone.now()
+    interactions = []
+    changed = {}
+    per_profile = defaultdict(list)
+    for event in events:
+        profile = profiles.get(event["id"])
+        if profile is not None:
+            per_profile[profile.pk].append(event)
+
+    for profile_pk, profile_events in per_profile.items():
+        profile = profiles[profile_events[0]["id"]]
+        changed[profile_pk] = profile
+        facts = profile.facts if isinstance(profile.facts, dict) else {}
+        for event in sorted(profile_events, key=lambda e: e["occurred_at"]):
+            occurred_at = event["occurred_at"]
+            online = event["channel"] == Channel.ONLINE
+            if online and _starts_visit(profile, occurred_at, timeout):
+                profile.visit_count += 1
+                visit = _visit_started(profile, event)
+                interactions.append(visit)
+                profile_facts.apply_interaction(facts, visit.kind, occurred_at, {})
+                _apply_attribution(profile, event, first_visit=profile.visit_count == 1)
+            elif event["attribution"]:
+                _apply_attribution(profile, event, first_visit=False)
+            if online:
+                profile.last_seen = max(profile.last_seen, occurred_at)
+            if occurred_at < profile.first_seen:
+                profile.first_seen = occurred_at
+            page_id = event.get("page_id")
+            if page_id and page_id not in page_keys:
+                page_id = None  # the page was deleted before the event was written
+            interactions.append(
+                Interaction(
+                    event_id=event["id"],
+                    profile=profile,
+                    kind=event["kind"][:50],
+                    channel=event["channel"],
+                    occurred_at=occurred_at,
+                    page_id=page_id,
+                    data=event["data"],
+                    recorded_by_id=event.get("recorded_by_id"),
+                )
+            )
+            profile_facts.apply_interaction(
+                facts, event["kind"], occurred_at, event["data"], page_keys.get(page_id, ())
+            )
+        profile.facts = profile_facts.prune(facts, now)
+    return interactions, list(changed.values())
+
+
+def _starts_visit(profile, occurred_at, timeout):
+    return profile.visit_count == 0 or occurred_at - profile.last_seen > timeout
+
+
+def _visit_started(profile, event):
+    data = {key: value for key, value in event["attribution"].items() if value}
+    if event["data"].get("path"):
+        data.setdefault("landing_page", event["data"]["path"])
+    return Interaction(
+        event_id=uuid.uuid5(VISIT_NAMESPACE, str(event["id"])),
+        profile=profile,
+        kind=InteractionKind.VISIT_STARTED,
+        channel=Channel.ONLINE,
+        occurred_at=event["occurred_at"],
+        data=data,
+    )
+
+
+def _apply_attribution(profile, event, *, first_visit):
+    values = {
+        name: str(event["attribution"].get(name) or "")[: _MAX_LENGTHS[name]] for name in ATTRIBUTION_FIELDS
+    }
+    if not values["landing_page"]:
+        values["landing_page"] = str(event["data"].get("path") or "")[: _MAX_LENGTHS["landing_page"]]
+    occurred_at = event["occurred_at"]
+    is_touch = any(values[name] for name in TOUCH_KEYS)
+    if first_visit and profile.first_touch_at is None:
+        for name, value in values.items():
+            setattr(profile, f"first_{name}", value)
+        profile.first_touch_at = occurred_at
+    if (first_visit or is_touch) and (profile.last_touch_at is None or occurred_at >= profile.last_touch_at):
+        for name, value in values.items():
+            setattr(profile, f"last_{name}", value)
+        profile.last_touch_at = occurred_at
+
+
+PROFILE_UPDATE_FIELDS = (
+    ["first_seen", "last_seen", "visit_count", "facts"]
+    + [f"{prefix}_{name}" for prefix in ("first", "last") for name in ATTRIBUTION_FIELDS]
+    + ["first_touch_at", "last_touch_at"]
+)
+
+
+def _save_profiles(profiles):
+    VisitorProfile.objects.bulk_update(profiles, PROFILE_UPDATE_FIELDS, batch_size=500)
