@@ -1,10 +1,12 @@
 """Settings for the test suite.
 
-CRM_TEST_DB=postgres runs against PostgreSQL (database from CRM_PG_NAME, default "test");
-CRM_TEST_RQ=1 configures a real django-rq queue on Redis (CRM_REDIS_URL) as WAGTAIL_CRM["RQ_QUEUE"].
+CRM_TEST_DB=postgres runs against PostgreSQL (database from CRM_PG_NAME, default "test"); otherwise SQLite.
+The test database is a real file/database (not in-memory) so that a real ``rqworker`` subprocess can use it:
+tests start workers with CRM_DB_NAME pointing at the test database. Redis: CRM_REDIS_URL.
 """
 
 import os
+import tempfile
 
 BASE_DIR = os.path.dirname(os.path.abspath(__file__))
 SECRET_KEY = "tests-only-not-secret"
@@ -70,21 +72,30 @@ TEMPLATES = [
 ]
 
 if os.environ.get("CRM_TEST_DB") == "postgres":
+    INSTALLED_APPS.append("django.contrib.postgres")  # Wagtail's search index uses its fields there
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.postgresql",
-            "NAME": os.environ.get("CRM_PG_NAME", "test"),
+            "NAME": os.environ.get("CRM_DB_NAME") or os.environ.get("CRM_PG_NAME", "test"),
             "USER": os.environ.get("CRM_PG_USER", ""),
             "HOST": os.environ.get("CRM_PG_HOST", "127.0.0.1"),
             "PORT": os.environ.get("CRM_PG_PORT", "5432"),
-            "TEST": {"NAME": os.environ.get("CRM_PG_TEST_NAME", "test_wagtail_crm")},
+            "TEST": {"NAME": os.environ.get("CRM_PG_TEST_NAME", f"test_wagtail_crm_{os.getpid()}")},
         }
     }
 else:
-    DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
+    _sqlite = os.path.join(tempfile.gettempdir(), f"wagtail_crm_tests_{os.getpid()}.sqlite3")
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": os.environ.get("CRM_DB_NAME") or _sqlite,
+            "TEST": {"NAME": os.environ.get("CRM_DB_NAME") or _sqlite + "-test"},
+        }
+    }
 
 REDIS_URL = os.environ.get("CRM_REDIS_URL", "redis://127.0.0.1:6379/15")
 RQ_QUEUES = {"crm": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 60}}
+# Jobs run inline; tests that exercise Redis use override_settings. Worker subprocesses set CRM_TEST_RQ=1.
 WAGTAIL_CRM = {"RQ_QUEUE": "crm"} if os.environ.get("CRM_TEST_RQ") == "1" else {}
 
 STATIC_URL = "/static/"

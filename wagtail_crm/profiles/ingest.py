@@ -239,7 +239,9 @@ def _apply(events, profiles, page_keys):
         facts = profile.facts if isinstance(profile.facts, dict) else {}
         for event in sorted(profile_events, key=lambda e: e["occurred_at"]):
             occurred_at = event["occurred_at"]
-            online = event["channel"] == Channel.ONLINE
+            # Visits and "last seen" follow page views: server-side events (a shop webhook, staff entries)
+            # say nothing about when the person was browsing.
+            online = event["kind"] == InteractionKind.PAGE_VIEW and event["channel"] == Channel.ONLINE
             if online and _starts_visit(profile, occurred_at, timeout):
                 profile.visit_count += 1
                 visit = _visit_started(profile, event)
@@ -285,7 +287,7 @@ def _visit_started(profile, event):
     return Interaction(
         event_id=uuid.uuid5(VISIT_NAMESPACE, str(event["id"])),
         profile=profile,
-        kind=InteractionKind.VISIT_STARTED,
+        kind=InteractionKind.VISIT_STARTED.value,
         channel=Channel.ONLINE,
         occurred_at=event["occurred_at"],
         data=data,
