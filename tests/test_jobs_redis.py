@@ -164,3 +164,26 @@ def test_login_with_buffered_events_lands_them_on_the_user(home, browser, queued
         "/shop/",
     ]
     assert profile.first_utm_source == "newsletter"
+
+
+def test_drain_command_writes_what_is_buffered(transactional_db, queued):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    profile = VisitorProfile.objects.create()
+    record_events([make_event("custom", profile_id=profile.pk) for _ in range(4)])
+    out = StringIO()
+    call_command("crm_drain_events", stdout=out)
+    assert "4 buffered event(s) found, 4 new interaction(s) written" in out.getvalue()
+    assert Interaction.objects.count() == 4
+
+
+def test_drain_command_without_a_queue_says_so(transactional_db):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    out = StringIO()
+    call_command("crm_drain_events", stdout=out)
+    assert "nothing to do" in out.getvalue()

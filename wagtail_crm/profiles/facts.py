@@ -21,13 +21,16 @@ from decimal import Decimal, InvalidOperation
 from wagtail_crm.conf import get_setting
 from wagtail_crm.profiles.models import PURCHASE_KINDS, InteractionKind
 
+MAX_AMOUNT = Decimal(10) ** 12
+
 
 def _amount(value):
     try:
         amount = Decimal(str(value))
     except (InvalidOperation, ValueError, TypeError):
         return None
-    return amount if amount.is_finite() else None
+    # Anything beyond a trillion is a data error, and would overflow the decimal context when rounded.
+    return amount if amount.is_finite() and abs(amount) < MAX_AMOUNT else None
 
 
 def _points(value):
