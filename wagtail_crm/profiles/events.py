@@ -74,10 +74,13 @@ def _buffer(events):
     queue = jobs.get_queue()
     buffer_key, flag_key, _ = _keys()
     try:
-        redis = queue.connection
-        redis.rpush(buffer_key, *(json.dumps(event) for event in events))
-        # One queued drain at a time; the flag expires so a lost job cannot strand events.
-        if redis.set(flag_key, "1", nx=True, ex=DRAIN_FLAG_TTL):
+        # One round trip: append the events and claim the "drain queued" flag. One queued drain at a
+        # time; the flag expires so that a lost job cannot strand events.
+        pipe = queue.connection.pipeline(transaction=False)
+        pipe.rpush(buffer_key, *(json.dumps(event) for event in events))
+        pipe.set(flag_key, "1", nx=True, ex=DRAIN_FLAG_TTL)
+        _, claimed = pipe.execute()
+        if claimed:
             queue.enqueue(DRAIN_BUFFER)
     except jobs.redis_errors():
         logger.warning("Redis unreachable: writing %d event(s) inline", len(events), exc_info=True)
