@@ -35,11 +35,17 @@ def test_invalid_events_are_skipped_and_logged_not_fatal(transactional_db, caplo
                 {**make_event("page_view"), "visitor_id": None},  # nobody to attach it to
                 {**make_event("page_view", visitor_id="c" * 32), "occurred_at": "yesterday-ish"},
                 {**make_event("", visitor_id="d" * 32)},
+                make_event("Bad Kind!", visitor_id="d" * 32),
+                make_event("custom", channel="shop", visitor_id="d" * 32),
+                make_event("page_view", visitor_id="d" * 32, page_id="abc"),
+                make_event("page_view", visitor_id=["not", "a", "string"]),
+                {**make_event("custom", visitor_id="d" * 32), "data": ["not", "an", "object"]},
                 good,
             ]
         )
     assert written == 2  # the good page view and its visit
-    assert len([r for r in caplog.records if "Skipping invalid event" in r.getMessage()]) == 4
+    assert len([r for r in caplog.records if "Skipping invalid event" in r.getMessage()]) == 9
+    assert VisitorProfile.objects.count() == 1
 
 
 def test_a_page_deleted_before_ingest_is_recorded_without_page(home):

@@ -3,6 +3,7 @@
 These tests need Redis: locally they skip without it; in CI (CRM_REQUIRE_SERVICES=1) they fail instead.
 """
 
+import json
 import logging
 import os
 import subprocess
@@ -187,3 +188,19 @@ def test_drain_command_without_a_queue_says_so(transactional_db):
     out = StringIO()
     call_command("crm_drain_events", stdout=out)
     assert "nothing to do" in out.getvalue()
+
+
+def test_one_bad_event_cannot_stall_the_buffer(transactional_db, queued, caplog):
+    profile = VisitorProfile.objects.create()
+    good = [make_event("custom", profile_id=profile.pk) for _ in range(2)]
+    # Valid in shape, but refers to a staff user that does not exist: the database refuses it.
+    bad = make_event("custom", profile_id=profile.pk, recorded_by_id=987654)
+    record_events([good[0], bad, good[1]])
+
+    with caplog.at_level(logging.ERROR, logger="wagtail_crm.events"):
+        assert events.drain_buffer() == 2
+
+    assert events.buffered_count() == 0
+    assert Interaction.objects.count() == 2
+    failed = queued.connection.lrange("wagtail_crm:events:failed", 0, -1)
+    assert [json.loads(item)["id"] for item in failed] == [bad["id"]]

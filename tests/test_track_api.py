@@ -157,3 +157,17 @@ def test_get_visitor_for_a_new_visitor_gives_an_unsaved_profile(transactional_db
         assert visitor.profile.pk is None
         assert visitor.profile.visit_count == 0
     assert not visitor.is_known
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"page": "abc"}, "page must be a Page or a page id"),
+        ({"page": True}, "page must be a Page or a page id"),
+        ({"occurred_at": "2024-01-01"}, "occurred_at must be a datetime"),
+    ],
+)
+def test_bad_reserved_arguments_are_clear_errors(profile, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        wagtail_crm.track(profile, "custom", **kwargs)
+    assert not Interaction.objects.exists()

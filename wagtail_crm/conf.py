@@ -52,6 +52,8 @@ DEFAULTS = {
     "FACTS_MAX_PAGES": 200,
     # Admin: timeline entries per page on a profile's detail view.
     "TIMELINE_PAGE_SIZE": 50,
+    # Admin: largest CSV file (bytes) accepted by the offline transactions import.
+    "IMPORT_MAX_UPLOAD_SIZE": 10 * 1024 * 1024,
 }
 
 

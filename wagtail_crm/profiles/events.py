@@ -107,6 +107,7 @@ def drain_buffer(max_batches=None):
         return 0
     redis = queue.connection
     buffer_key, flag_key, lock_key = _keys()
+    failed_key = f"{buffer_key}:failed"
     batch_size = get_setting("INGEST_BATCH_SIZE")
     written = batches = 0
     while True:
@@ -120,7 +121,7 @@ def drain_buffer(max_batches=None):
                 raw = redis.lrange(buffer_key, 0, batch_size - 1)
                 if not raw:
                     break
-                written += _ingest_raw(raw)
+                written += _ingest_raw(raw, redis, failed_key)
                 redis.ltrim(buffer_key, len(raw), -1)
                 batches += 1
         finally:
@@ -131,7 +132,9 @@ def drain_buffer(max_batches=None):
             return written
 
 
-def _ingest_raw(raw):
+def _ingest_raw(raw, redis, failed_key):
+    """Write one batch. If the batch fails as a whole, write its events one by one and set the ones that
+    still fail aside in a "failed" list (kept for inspection), so one bad event cannot stall the buffer."""
     from wagtail_crm.profiles.ingest import ingest_events
 
     events = []
@@ -139,8 +142,20 @@ def _ingest_raw(raw):
         try:
             events.append(json.loads(item))
         except ValueError:
-            logger.error("Dropping unreadable buffered event: %r", item[:200])
-    return ingest_events(events)
+            logger.error("Unreadable buffered event set aside: %r", item[:200])
+            redis.rpush(failed_key, item)
+    try:
+        return ingest_events(events)
+    except Exception:
+        logger.exception("A batch of %d events failed; retrying them one by one", len(events))
+    written = 0
+    for event in events:
+        try:
+            written += ingest_events([event])
+        except Exception:
+            logger.exception("Event %s set aside in %s", event.get("id"), failed_key)
+            redis.rpush(failed_key, json.dumps(event))
+    return written
 
 
 def buffered_count():

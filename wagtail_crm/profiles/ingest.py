@@ -10,12 +10,13 @@ import uuid
 from collections import defaultdict
 from datetime import datetime, timedelta
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
 from wagtail_crm.conf import get_setting
 from wagtail_crm.profiles import facts as profile_facts
-from wagtail_crm.profiles.models import Channel, Interaction, InteractionKind, VisitorProfile
+from wagtail_crm.profiles.models import Channel, Interaction, InteractionKind, VisitorProfile, kind_validator
 from wagtail_crm.signals import interactions_recorded
 
 logger = logging.getLogger("wagtail_crm.ingest")
@@ -39,6 +40,17 @@ _MAX_LENGTHS = {
 VISIT_NAMESPACE = uuid.UUID("6f1d3c1e-7a51-4c47-9a3e-3b1f0b7e2a10")
 
 
+def _optional_id(value):
+    """A database id from an event: an int, or a string of digits (JSON round trips); else an error."""
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    raise ValueError(f"malformed id {value!r}")
+
+
 def _parse(event):
     """Validate one event dict; returns a normalised copy or None (logged) when unusable."""
     try:
@@ -52,15 +64,23 @@ def _parse(event):
         if timezone.is_naive(occurred_at):
             occurred_at = timezone.make_aware(occurred_at)
         parsed["occurred_at"] = occurred_at
-        if not isinstance(event.get("kind"), str) or not event["kind"]:
-            raise ValueError("missing kind")
-        if not (event.get("profile_id") or event.get("user_id") or event.get("visitor_id")):
+        kind_validator(event.get("kind") if isinstance(event.get("kind"), str) else "")
+        parsed["channel"] = event.get("channel") or Channel.ONLINE
+        if parsed["channel"] not in Channel.values:
+            raise ValueError(f"unknown channel {parsed['channel']!r}")
+        for key in ("profile_id", "user_id", "page_id", "recorded_by_id"):
+            parsed[key] = _optional_id(event.get(key))
+        visitor_id = event.get("visitor_id")
+        if visitor_id is not None and not (isinstance(visitor_id, str) and len(visitor_id) <= 32):
+            raise ValueError("malformed visitor id")
+        if not (parsed["profile_id"] or parsed["user_id"] or visitor_id):
             raise ValueError("no profile, user or visitor id")
         parsed["data"] = event.get("data") or {}
         parsed["attribution"] = event.get("attribution") or {}
-        parsed.setdefault("channel", Channel.ONLINE)
+        if not isinstance(parsed["data"], dict) or not isinstance(parsed["attribution"], dict):
+            raise ValueError("data and attribution must be objects")
         return parsed
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, ValidationError) as exc:
         logger.error("Skipping invalid event %r: %s", event, exc)
         return None
 

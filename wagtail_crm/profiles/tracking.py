@@ -2,6 +2,7 @@
 
 import json
 import uuid
+from datetime import datetime
 
 from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
@@ -37,7 +38,12 @@ def track(request_or_profile, kind, channel=Channel.ONLINE, **data):
     if channel not in Channel.values:
         raise ValueError(f"Unknown channel {channel!r}; expected one of {', '.join(Channel.values)}")
     occurred_at = data.pop("occurred_at", None)
+    if occurred_at is not None and not isinstance(occurred_at, datetime):
+        raise ValueError(f"occurred_at must be a datetime, not {type(occurred_at).__name__}")
     page = data.pop("page", None)
+    page_id = getattr(page, "pk", page)
+    if page_id is not None and (isinstance(page_id, bool) or not isinstance(page_id, int)):
+        raise ValueError(f"page must be a Page or a page id, not {page!r}")
     event_id = data.pop("event_id", None)
     if event_id is not None and not isinstance(event_id, uuid.UUID):
         try:
@@ -48,7 +54,7 @@ def track(request_or_profile, kind, channel=Channel.ONLINE, **data):
     fields = {
         "channel": channel,
         "occurred_at": occurred_at,
-        "page_id": getattr(page, "pk", page),
+        "page_id": page_id,
         "data": _clean_data(data),
         "event_id": event_id,
     }
