@@ -1,0 +1,9 @@
+"""WSGI config for the example site."""
+
+import os
+
+from django.core.wsgi import get_wsgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "example_site.settings.dev")
+
+application = get_wsgi_application()

@@ -1,0 +1,139 @@
+"""Smoke test of the example site, run as a user would run it: ``manage.py`` in subprocesses.
+
+The example site has its own settings (``example_site.settings.test``), so it cannot share this test
+process; every step is a ``manage.py`` command against one temporary SQLite file.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+MANAGE = REPO / "example_site" / "manage.py"
+
+pytestmark = pytest.mark.slow
+
+SERVE_HOME = """
+import json
+from django.test import Client
+from wagtail_crm.profiles.identity import read_visitor_cookie
+from wagtail_crm.profiles.models import Interaction, VisitorProfile
+
+client = Client(HTTP_USER_AGENT="Mozilla/5.0 (X11; Linux x86_64) Chrome/130.0 Safari/537.36")
+before = VisitorProfile.objects.count()
+pages = {}
+for path in ["/", "/shop/shoes/", "/blog/", "/newsletter/"]:
+    response = client.get(path, {"utm_source": "smoke", "utm_campaign": "smoke-test"} if path == "/" else {})
+    pages[path] = [response.status_code, response.content.decode()]
+cookie = client.cookies.get("wagtail_crm_vid")
+staff = Client()
+admin_login = staff.login(username="admin", password="changeme")
+admin_status = staff.get("/admin/").status_code
+visitor_id = read_visitor_cookie(cookie.value)[0] if cookie else None
+profile = VisitorProfile.objects.filter(visitor_id=visitor_id).first() if visitor_id else None
+print(json.dumps({
+    "pages": pages,
+    "profiles_before": before,
+    "profiles_after": VisitorProfile.objects.count(),
+    "cookie": bool(cookie),
+    "admin": [admin_login, admin_status],
+    "profile": profile and {
+        "visits": profile.visit_count,
+        "source": profile.first_utm_source,
+        "campaign": profile.first_utm_campaign,
+        "paths": sorted(
+            Interaction.objects.filter(profile=profile, kind="page_view").values_list("data__path", flat=True)
+        ),
+    },
+}))
+"""
+
+
+@pytest.fixture
+def manage(tmp_path):
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "example_site.settings.test",
+        "CRM_EXAMPLE_DB": str(tmp_path / "example.sqlite3"),
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+
+    def run(*args, cwd=REPO):
+        result = subprocess.run(
+            [sys.executable, str(MANAGE), *args],
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert result.returncode == 0, f"manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+        return result.stdout
+
+    return run
+
+
+def counts(manage):
+    out = manage(
+        "shell",
+        "-c",
+        "import json; from wagtail.models import Page, Site; from django.contrib.auth import get_user_model;"
+        "from wagtail_crm.profiles.models import Interaction, VisitorProfile;"
+        "print(json.dumps({'pages': Page.objects.count(), 'profiles': VisitorProfile.objects.count(),"
+        "'interactions': Interaction.objects.count(), 'users': get_user_model().objects.count(),"
+        "'sites': Site.objects.count(),"
+        "'emails': VisitorProfile.objects.exclude(email='').count(),"
+        "'consents': VisitorProfile.objects.filter(email_consent=True).count(),"
+        "'linked': VisitorProfile.objects.filter(user__isnull=False).count(),"
+        "'kinds': sorted(set(Interaction.objects.values_list('kind', flat=True))),"
+        "'channels': sorted(set(Interaction.objects.values_list('channel', flat=True))),"
+        "'campaigns': VisitorProfile.objects.exclude(first_utm_campaign='').count()}))",
+    )
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def test_example_site_checks_migrates_loads_demo_twice_and_serves_pages(manage):
+    assert "no issues" in manage("check")
+    manage("migrate", "--no-input", "-v", "0")
+    # From the site's own folder as well as from the repository root.
+    manage("makemigrations", "--check", "--dry-run", cwd=REPO / "example_site")
+
+    first = manage("load_crm_demo", "--visitors", "30")
+    assert "username: admin  password: changeme" in first
+    assert "local demo only" in first
+    assert "30 added, 0 already there" in first
+    after_first = counts(manage)
+
+    second = manage("load_crm_demo", "--visitors", "30")
+    assert "0 added, 30 already there" in second
+    assert counts(manage) == after_first  # running it again adds nothing
+
+    assert after_first["profiles"] == 30
+    assert after_first["sites"] == 1
+    assert after_first["emails"] > 0 and after_first["consents"] > 0
+    assert after_first["campaigns"] > 0
+    assert {"page_view", "visit_started", "checkout_started"} <= set(after_first["kinds"])
+    assert "online" in after_first["channels"]
+
+    # A larger run only adds the visitors that are missing.
+    third = manage("load_crm_demo", "--visitors", "45")
+    assert "15 added, 30 already there" in third
+    assert counts(manage)["profiles"] == 45
+
+    served = json.loads(manage("shell", "-c", SERVE_HOME).strip().splitlines()[-1])
+    for path, (status, _html) in served["pages"].items():
+        assert status == 200, path
+    assert "Leather goods that last" in served["pages"]["/"][1]
+    assert "Caring for leather in winter" in served["pages"]["/blog/"][1]
+    assert served["cookie"]
+    assert served["profiles_after"] == served["profiles_before"] + 1
+    profile = served["profile"]
+    assert profile["visits"] == 1
+    assert (profile["source"], profile["campaign"]) == ("smoke", "smoke-test")
+    assert profile["paths"] == ["/", "/blog/", "/newsletter/", "/shop/shoes/"]
+    # The documented demo login opens the Wagtail admin.
+    assert served["admin"] == [True, 200]
