@@ -6,7 +6,7 @@ The public API is importable from the package root. The functions are thin wrapp
 
 __version__ = "0.1.0"
 
-__all__ = ["get_visitor", "track"]
+__all__ = ["get_visitor", "identify", "track"]
 
 
 def get_visitor(request):
@@ -21,3 +21,10 @@ def track(request_or_profile, kind, channel="online", **data):
     from wagtail_crm.profiles.tracking import track as _track
 
     return _track(request_or_profile, kind, channel=channel, **data)
+
+
+def identify(request_or_profile, *, consent=None, **contact):
+    """Store contact details / consent the visitor gave. See ``docs/reference/api.md``."""
+    from wagtail_crm.profiles.tracking import identify as _identify
+
+    return _identify(request_or_profile, consent=consent, **contact)

@@ -39,7 +39,10 @@ def make_event(
     attribution=None,
     event_id=None,
     recorded_by_id=None,
+    profile_updates=None,
 ):
+    """``profile_updates``: ``{"contact": {field: value}, "consent": {"email": bool, ...}}`` to apply to the
+    profile when the event is written (see ``tracking.identify``)."""
     return {
         "id": str(event_id or uuid.uuid4()),
         "kind": kind,
@@ -52,6 +55,7 @@ def make_event(
         "data": data or {},
         "attribution": attribution or {},
         "recorded_by_id": recorded_by_id,
+        "profile_updates": profile_updates or {},
     }
 
 

@@ -77,8 +77,9 @@ def _parse(event):
             raise ValueError("no profile, user or visitor id")
         parsed["data"] = event.get("data") or {}
         parsed["attribution"] = event.get("attribution") or {}
-        if not isinstance(parsed["data"], dict) or not isinstance(parsed["attribution"], dict):
-            raise ValueError("data and attribution must be objects")
+        parsed["profile_updates"] = event.get("profile_updates") or {}
+        if not all(isinstance(parsed[key], dict) for key in ("data", "attribution", "profile_updates")):
+            raise ValueError("data, attribution and profile_updates must be objects")
         return parsed
     except (KeyError, TypeError, ValueError, ValidationError) as exc:
         logger.error("Skipping invalid event %r: %s", event, exc)
@@ -103,9 +104,9 @@ def ingest_events(events):
             return 0
         profiles = _resolve_profiles(todo)
         page_keys = _page_keys({event.get("page_id") for event in todo if event.get("page_id")})
-        interactions, changed = _apply(todo, profiles, page_keys)
+        interactions, changed, contact_changed = _apply(todo, profiles, page_keys)
         Interaction.objects.bulk_create(interactions, batch_size=1000)
-        _save_profiles(changed)
+        _save_profiles(changed, contact_changed)
         profile_ids = sorted({profile.pk for profile in changed})
         transaction.on_commit(
             lambda: interactions_recorded.send(
@@ -247,6 +248,7 @@ def _apply(events, profiles, page_keys):
     now = timezone.now()
     interactions = []
     changed = {}
+    contact_changed = {}
     per_profile = defaultdict(list)
     for event in events:
         profile = profiles.get(event["id"])
@@ -274,6 +276,9 @@ def _apply(events, profiles, page_keys):
                 profile.last_seen = max(profile.last_seen, occurred_at)
             if occurred_at < profile.first_seen:
                 profile.first_seen = occurred_at
+            if event["profile_updates"]:
+                _apply_profile_updates(profile, event["profile_updates"], occurred_at)
+                contact_changed[profile_pk] = profile
             page_id = event.get("page_id")
             if page_id and page_id not in page_keys:
                 page_id = None  # the page was deleted before the event was written
@@ -293,7 +298,7 @@ def _apply(events, profiles, page_keys):
                 facts, event["kind"], occurred_at, event["data"], page_keys.get(page_id, ())
             )
         profile.facts = profile_facts.prune(facts, now)
-    return interactions, list(changed.values())
+    return interactions, list(changed.values()), list(contact_changed.values())
 
 
 def _starts_visit(profile, occurred_at, timeout):
@@ -339,5 +344,32 @@ PROFILE_UPDATE_FIELDS = (
 )
 
 
-def _save_profiles(profiles):
+CONTACT_UPDATE_FIELDS = [
+    "first_name",
+    "last_name",
+    "email",
+    "phone",
+    "email_consent",
+    "email_consent_at",
+    "phone_consent",
+    "phone_consent_at",
+]
+
+
+def _apply_profile_updates(profile, updates, occurred_at):
+    """Contact details and consent given by the visitor (``tracking.identify``), in event time order."""
+    for name, value in (updates.get("contact") or {}).items():
+        if name in CONTACT_UPDATE_FIELDS[:4] and isinstance(value, str) and value:
+            field = VisitorProfile._meta.get_field(name)
+            setattr(profile, name, value[: field.max_length])
+    for channel, granted in (updates.get("consent") or {}).items():
+        if channel in ("email", "phone") and isinstance(granted, bool):
+            decided_at = getattr(profile, f"{channel}_consent_at")
+            if decided_at is None or occurred_at >= decided_at:  # a later decision (e.g. staff's) stands
+                profile.set_consent(channel, granted, when=occurred_at)
+
+
+def _save_profiles(profiles, contact_changed=()):
     VisitorProfile.objects.bulk_update(profiles, PROFILE_UPDATE_FIELDS, batch_size=500)
+    if contact_changed:
+        VisitorProfile.objects.bulk_update(contact_changed, CONTACT_UPDATE_FIELDS, batch_size=500)

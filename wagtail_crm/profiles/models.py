@@ -17,6 +17,7 @@ class InteractionKind(models.TextChoices):
     PAGE_VIEW = "page_view", _("Page view")
     VISIT_STARTED = "visit_started", _("Visit started")
     SIGNUP = "signup", _("Sign-up")
+    DETAILS_UPDATED = "details_updated", _("Contact details given")
     LOGIN = "login", _("Login")
     SURVEY_SUBMITTED = "survey_submitted", _("Survey submitted")
     CHECKOUT_STARTED = "checkout_started", _("Checkout started")

@@ -1,4 +1,4 @@
-"""``track()``: the one function every capability (and any site code) records an interaction with."""
+"""``track()`` and ``identify()``: how every capability (and any site code) records what a visitor did.
 
 import json
 import uuid
@@ -6,10 +6,11 @@ from datetime import datetime
 
 from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
+from django.core.validators import validate_email
 from django.http import HttpRequest
 
 from wagtail_crm.profiles.events import make_event, record_events
-from wagtail_crm.profiles.models import Channel, VisitorProfile, kind_validator
+from wagtail_crm.profiles.models import Channel, InteractionKind, VisitorProfile, kind_validator
 from wagtail_crm.profiles.visitor import get_visitor
 
 
@@ -59,17 +60,72 @@ def track(request_or_profile, kind, channel=Channel.ONLINE, **data):
         "event_id": event_id,
     }
 
+    return _record(request_or_profile, kind, fields, "track")
+
+
+def _record(request_or_profile, kind, fields, caller):
+    """Hand one event to the job layer for a profile or for the visitor behind a request."""
     if isinstance(request_or_profile, VisitorProfile):
         if request_or_profile.pk is None:
-            raise ValueError("track() needs a saved VisitorProfile")
+            raise ValueError(f"{caller}() needs a saved VisitorProfile")
         record_events([make_event(kind, profile_id=request_or_profile.pk, **fields)])
-        return event_id
+        return fields["event_id"]
     if not isinstance(request_or_profile, HttpRequest) and not hasattr(request_or_profile, "COOKIES"):
-        raise TypeError("track() takes a request or a VisitorProfile")
+        raise TypeError(f"{caller}() takes a request or a VisitorProfile")
 
     visitor = get_visitor(request_or_profile)
     if not visitor.may_identify:
         return None
     record_events([make_event(kind, visitor_id=visitor.visitor_id, user_id=visitor.user_id, **fields)])
     visitor.events_recorded = True
-    return event_id
+    return fields["event_id"]
+
+
+CONTACT_LIMITS = {"first_name": 150, "last_name": 150, "email": 254, "phone": 32}
+CONSENT_CHANNELS = ("email", "phone")
+
+
+def identify(request_or_profile, *, consent=None, **contact):
+    """Store contact details and consent the visitor gave (a sign-up or newsletter form, a checkout).
+
+    ``contact``: any of ``first_name``, ``last_name``, ``email``, ``phone``; empty values are ignored (a
+    blank form field never erases what is known). ``consent``: ``{"email": True, "phone": False}``; each
+    decision is stored with its time. Records a ``details_updated`` interaction naming the fields that were
+    given (not their values). Like ``track()``, the profile is updated after commit (inline or by the
+    worker) and nothing happens for a visitor who may not be tracked (returns ``None``).
+
+    Profiles are never merged on an email address: an address typed into a form is not proof of identity.
+    """
+    unknown = set(contact) - set(CONTACT_LIMITS)
+    if unknown:
+        raise ValueError(f"identify() got unknown contact fields: {', '.join(sorted(unknown))}")
+    cleaned = {}
+    for name, value in contact.items():
+        value = "" if value is None else str(value).strip()
+        if not value:
+            continue
+        if len(value) > CONTACT_LIMITS[name]:
+            raise ValueError(f"{name} is longer than {CONTACT_LIMITS[name]} characters")
+        if name == "email":
+            try:
+                validate_email(value)
+            except ValidationError as exc:
+                raise ValueError(f"Invalid email address {value!r}") from exc
+        cleaned[name] = value
+    consent = dict(consent or {})
+    for channel, granted in consent.items():
+        if channel not in CONSENT_CHANNELS or not isinstance(granted, bool):
+            raise ValueError(
+                f"consent must map {' or '.join(CONSENT_CHANNELS)} to True/False, got {consent!r}"
+            )
+    if not cleaned and not consent:
+        raise ValueError("identify() needs at least one contact detail or consent decision")
+    fields = {
+        "channel": Channel.ONLINE,
+        "occurred_at": None,
+        "page_id": None,
+        "data": {"fields": sorted(cleaned), "consent": consent},
+        "event_id": uuid.uuid4(),
+        "profile_updates": {"contact": cleaned, "consent": consent},
+    }
+    return _record(request_or_profile, InteractionKind.DETAILS_UPDATED.value, fields, "identify")
