@@ -1,4 +1,4 @@
-"""``track()`` and ``identify()``: how every capability (and any site code) records what a visitor did.
+"""``track()`` and ``identify()``: how every capability (and any site code) records what a visitor did."""
 
 import json
 import uuid
