@@ -204,3 +204,19 @@ def test_one_bad_event_cannot_stall_the_buffer(transactional_db, queued, caplog)
     assert Interaction.objects.count() == 2
     failed = queued.connection.lrange("wagtail_crm:events:failed", 0, -1)
     assert [json.loads(item)["id"] for item in failed] == [bad["id"]]
+
+
+def test_a_long_drain_hands_the_rest_of_the_backlog_to_a_new_job(transactional_db, queued, settings):
+    settings.WAGTAIL_CRM = {**QUEUED, "INGEST_BATCH_SIZE": 2}
+    profile = VisitorProfile.objects.create()
+    record_events([make_event("custom", profile_id=profile.pk) for _ in range(5)])
+    queued.empty()
+    queued.connection.delete("wagtail_crm:drain-queued")
+
+    assert events.drain_buffer(max_seconds=0) == 0  # out of time before the first batch
+    assert events.buffered_count() == 5
+    assert queued.count == 1  # its successor is queued
+
+    run_worker()
+    assert Interaction.objects.count() == 5
+    assert events.buffered_count() == 0

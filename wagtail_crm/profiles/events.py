@@ -8,6 +8,7 @@ If Redis is unreachable the events are written inline instead (logged as a warni
 
 import json
 import logging
+import time
 import uuid
 
 from django.db import transaction
@@ -24,6 +25,9 @@ DRAIN_BUFFER = "wagtail_crm.profiles.events.drain_buffer"
 # How long a "drain job is queued" flag lives: if a worker dies, the next event re-queues a drain.
 DRAIN_FLAG_TTL = 10
 DRAIN_LOCK_TTL = 300
+# One drain job works at most this long (well inside the lock's lifetime and RQ's default job timeout of
+# 180 s), then queues the next one for the rest of the backlog.
+DRAIN_MAX_SECONDS = 60
 
 
 def make_event(
@@ -100,11 +104,13 @@ def _ingest_inline(events):
         logger.exception("Could not write %d event(s)", len(events))
 
 
-def drain_buffer(max_batches=None):
+def drain_buffer(max_batches=None, max_seconds=DRAIN_MAX_SECONDS):
     """RQ job: write buffered events in batches until the buffer is empty. Returns the number written.
 
     Events are read with LRANGE and trimmed only after their batch committed, and ingestion skips event ids
     already written, so a worker that dies mid-batch loses and duplicates nothing. A lock keeps drains serial.
+    A drain stops after ``max_seconds`` and queues its successor, so that a large backlog never outlives the
+    lock or the RQ job timeout.
     """
     queue = jobs.get_queue()
     if queue is None:
@@ -113,15 +119,20 @@ def drain_buffer(max_batches=None):
     buffer_key, flag_key, lock_key = _keys()
     failed_key = f"{buffer_key}:failed"
     batch_size = get_setting("INGEST_BATCH_SIZE")
+    deadline = time.monotonic() + max_seconds
     written = batches = 0
     while True:
         lock = redis.lock(lock_key, timeout=DRAIN_LOCK_TTL, blocking=False)
         if not lock.acquire():
             return written  # another drain is running and will empty the buffer
+        out_of_time = False
         try:
             # Events pushed from now on must queue a new drain if this one has already passed them by.
             redis.delete(flag_key)
             while max_batches is None or batches < max_batches:
+                if time.monotonic() > deadline:
+                    out_of_time = True
+                    break
                 raw = redis.lrange(buffer_key, 0, batch_size - 1)
                 if not raw:
                     break
@@ -130,6 +141,10 @@ def drain_buffer(max_batches=None):
                 batches += 1
         finally:
             lock.release()
+        if out_of_time:
+            if redis.llen(buffer_key) and redis.set(flag_key, "1", nx=True, ex=DRAIN_FLAG_TTL):
+                queue.enqueue(DRAIN_BUFFER)
+            return written
         # An event may have been pushed between our last empty read and the release, while a drain it
         # queued found the lock taken: look once more before leaving.
         if (max_batches is not None and batches >= max_batches) or not redis.llen(buffer_key):
