@@ -133,6 +133,7 @@ def drain_buffer(max_batches=None, max_seconds=DRAIN_MAX_SECONDS):
                 if time.monotonic() > deadline:
                     out_of_time = True
                     break
+                lock.reacquire()  # a fresh lifetime per batch; raises if the lock was lost meanwhile
                 raw = redis.lrange(buffer_key, 0, batch_size - 1)
                 if not raw:
                     break

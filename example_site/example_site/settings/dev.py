@@ -21,6 +21,10 @@ ALLOWED_HOSTS = ["localhost", "127.0.0.1", "[::1]"]
 EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
 
 if os.environ.get("CRM_DB") == "postgres":
+    from .base import INSTALLED_APPS
+
+    # Wagtail's database search backend uses PostgreSQL's full-text fields there.
+    INSTALLED_APPS = [*INSTALLED_APPS, "django.contrib.postgres"]
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.postgresql",
