@@ -92,20 +92,28 @@ def refuses_tracking(request):
 
 
 def _admin_prefixes():
+    # Reversed once per URLconf and script prefix, not on every tracked request.
+    from django.urls import get_script_prefix, get_urlconf
+
+    return _reverse_admin_prefixes(get_urlconf() or settings.ROOT_URLCONF, get_script_prefix())
+
+
+@lru_cache(maxsize=8)
+def _reverse_admin_prefixes(urlconf, script_prefix):
     from django.urls import NoReverseMatch, reverse
 
     prefixes = []
     for name in ("wagtailadmin_home", "admin:index"):
         try:
-            prefixes.append(reverse(name))
+            prefixes.append(reverse(name, urlconf=urlconf))
         except NoReverseMatch:
             pass
-    return prefixes
+    return tuple(prefixes)
 
 
 def is_excluded_path(request):
-    path = request.path_info
-    prefixes = _admin_prefixes()
+    path = request.path  # with the script prefix, like reversed URLs and STATIC_URL
+    prefixes = list(_admin_prefixes())
     for url_setting in ("STATIC_URL", "MEDIA_URL"):
         url = getattr(settings, url_setting, None)
         if url and url.startswith("/") and url != "/":
