@@ -11,6 +11,7 @@ from django.utils import timezone
 import wagtail_crm
 from wagtail_crm.models import Interaction, VisitorProfile
 from wagtail_crm.profiles.identity import sign_visitor_id
+from wagtail_crm.segments.evaluation import active_segments
 from wagtail_crm.signals import interactions_recorded
 
 from .conftest import BROWSER
@@ -123,12 +124,22 @@ def test_interactions_are_append_only(profile):
 
 
 def test_survey_and_points_facts(profile):
-    wagtail_crm.track(profile, "survey_submitted", answers={"interest": "running", "size": 42})
+    wagtail_crm.track(
+        profile,
+        "survey_submitted",
+        answers={"interest": "running", "size": 42, "ok": True, "topics": ["shoes", 7], "bad": {"x": 1}},
+    )
     wagtail_crm.track(profile, "points_earned", points=100)
     wagtail_crm.track(profile, "points_redeemed", points=30)
     wagtail_crm.track(profile, "checkout_abandoned", amount="12.00")
     profile.refresh_from_db()
-    assert profile.facts["survey"] == {"interest": "running", "size": 42}
+    # Answers are kept as text (lists of text for multiple choice) so rules compare them alike in SQL.
+    assert profile.facts["survey"] == {
+        "interest": "running",
+        "size": "42",
+        "ok": "true",
+        "topics": ["shoes", "7"],
+    }
     assert profile.facts["points"] == 70
     assert profile.facts["counts"]["checkout_abandoned"] == 1
     assert "orders" not in profile.facts  # an abandoned checkout is not a purchase
@@ -139,6 +150,7 @@ def test_get_visitor_costs_no_query_until_profile_and_one_query_then(
 ):
     stored = VisitorProfile.objects.create()
     request = make_request(cookie_visitor_id=stored.visitor_id)
+    active_segments()  # loaded once per process (tests/test_segments.py counts that query)
     with django_assert_num_queries(0):
         visitor = wagtail_crm.get_visitor(request)
         assert not visitor.is_new

@@ -6,7 +6,7 @@ The public API is importable from the package root. The functions are thin wrapp
 
 __version__ = "0.1.0"
 
-__all__ = ["get_visitor", "identify", "track"]
+__all__ = ["get_visitor", "identify", "segments_for", "track"]
 
 
 def get_visitor(request):
@@ -28,3 +28,10 @@ def identify(request_or_profile, *, consent=None, **contact):
     from wagtail_crm.profiles.tracking import identify as _identify
 
     return _identify(request_or_profile, consent=consent, **contact)
+
+
+def segments_for(request):
+    """The live segments the request's visitor is in (a list of ``Segment``), computed once per request."""
+    from wagtail_crm.segments.evaluation import segments_for as _segments_for
+
+    return _segments_for(request)

@@ -50,6 +50,13 @@ DEFAULTS = {
     # Facts: days of daily counters kept on each profile, and most pages/sections counted per profile.
     "FACTS_DAILY_DAYS": 90,
     "FACTS_MAX_PAGES": 200,
+    # Segments: each process re-checks the segment cache version at most this often (seconds), so an edited
+    # segment reaches every process within this time. 0: check on every request.
+    "SEGMENT_CACHE_CHECK_INTERVAL": 5,
+    # The Django cache (a key of CACHES) that holds the segment cache version. Share it between processes.
+    "CACHE_ALIAS": "default",
+    # Admin: the segment listing queues a recount of counts older than this many seconds.
+    "SEGMENT_COUNT_MAX_AGE": 60 * 60,
     # Admin: timeline entries per page on a profile's detail view.
     "TIMELINE_PAGE_SIZE": 50,
     # Admin: largest CSV file (bytes) accepted by the offline transactions import.

@@ -7,15 +7,22 @@ Shape (every key optional; absent means zero/none)::
       "last": {"page_view": "2026-11-20T10:00:00+00:00", ...},     # latest occurrence, per kind
       "pages": {"42": 5, ...},       # views of page 42 *or any page under it* (section counts)
       "orders": 2, "spend": 84.5,    # purchases online (checkout_completed) and offline
-      "daily": {"2026-11-20": {"page_view": 3, "spend": 40.0}},   # last FACTS_DAILY_DAYS days
-      "survey": {"<question>": "<answer>"},                       # latest answer per question
+      "daily": {                     # the last FACTS_DAILY_DAYS days (UTC dates), for "within D days" rules
+        "2026-11-20": {"page_view": 3, "checkout_completed": 1,   # counts per kind that day
+                       "@orders": 1, "@spend": 40.0,              # purchases that day
+                       "@pages": {"42": 3}},                      # views of page 42 or a page under it
+      },
+      "survey": {"<question>": "<answer>" or ["<answer>", ...]},  # latest answer(s) per question, as text
       "points": 120,                 # points balance as earned/redeemed events report it
     }
+
+Keys starting with "@" can never clash with an interaction kind (kinds are slugs). Segment rules read these
+keys both in Python and in SQL (``wagtail_crm/segments/expressions.py``): change the shape in both places.
 
 Only the ingest job (and a merge) writes facts, inside the transaction that writes the interactions.
 """
 
-from datetime import timedelta
+from datetime import UTC, timedelta
 from decimal import Decimal, InvalidOperation
 
 from wagtail_crm.conf import get_setting
@@ -40,35 +47,63 @@ def _points(value):
         return 0
 
 
+def _add_money(total, amount):
+    return float(round(Decimal(str(total)) + Decimal(str(amount)), 2))
+
+
+def _scalar_text(value):
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float | Decimal | str):
+        return str(value)
+    return None
+
+
+def answer_text(answer):
+    """A survey answer as the facts keep it: text, or a list of texts for a multiple choice (None: unusable)."""
+    if isinstance(answer, list | tuple):
+        texts = [_scalar_text(item) for item in answer]
+        return [text for text in texts if text is not None]
+    return _scalar_text(answer)
+
+
 def apply_interaction(facts, kind, occurred_at, data, page_keys=()):
     """Fold one interaction into ``facts`` (mutated in place)."""
     stamp = occurred_at.isoformat()
+    # Daily buckets are UTC dates, whatever offset the event carried, so that "within D days" means the same
+    # thing to every rule and to the SQL that counts segment members.
+    day_key = occurred_at.astimezone(UTC).date().isoformat()
     counts = facts.setdefault("counts", {})
     counts[kind] = counts.get(kind, 0) + 1
     last = facts.setdefault("last", {})
     if last.get(kind, "") < stamp:
         last[kind] = stamp
 
-    day = facts.setdefault("daily", {}).setdefault(occurred_at.date().isoformat(), {})
+    day = facts.setdefault("daily", {}).setdefault(day_key, {})
     day[kind] = day.get(kind, 0) + 1
 
     if page_keys:
         pages = facts.setdefault("pages", {})
+        day_pages = day.setdefault("@pages", {})
         for key in page_keys:
             pages[key] = pages.get(key, 0) + 1
+            day_pages[key] = day_pages.get(key, 0) + 1
 
     if kind in PURCHASE_KINDS:
         facts["orders"] = facts.get("orders", 0) + 1
+        day["@orders"] = day.get("@orders", 0) + 1
         amount = _amount(data.get("amount"))
         if amount is not None:
-            facts["spend"] = float(round(Decimal(str(facts.get("spend", 0))) + amount, 2))
-            day["spend"] = float(round(Decimal(str(day.get("spend", 0))) + amount, 2))
+            facts["spend"] = _add_money(facts.get("spend", 0), amount)
+            day["@spend"] = _add_money(day.get("@spend", 0), amount)
     elif kind == InteractionKind.SURVEY_SUBMITTED:
         answers = data.get("answers")
         if isinstance(answers, dict):
-            facts.setdefault("survey", {}).update(
-                {str(k): v for k, v in answers.items() if isinstance(v, str | int | float | bool)}
-            )
+            survey = facts.setdefault("survey", {})
+            for question, answer in answers.items():
+                answer = answer_text(answer)
+                if answer is not None:
+                    survey[str(question)] = answer
     elif kind == InteractionKind.POINTS_EARNED:
         facts["points"] = facts.get("points", 0) + _points(data.get("points"))
     elif kind == InteractionKind.POINTS_REDEEMED:
@@ -77,17 +112,23 @@ def apply_interaction(facts, kind, occurred_at, data, page_keys=()):
 
 def prune(facts, now):
     """Keep the facts bounded: daily counters for the configured window, the most viewed pages."""
+    limit = get_setting("FACTS_MAX_PAGES")
     daily = facts.get("daily")
     if daily:
-        oldest = (now - timedelta(days=get_setting("FACTS_DAILY_DAYS"))).date().isoformat()
+        oldest = (now.astimezone(UTC) - timedelta(days=get_setting("FACTS_DAILY_DAYS"))).date().isoformat()
         for day in [day for day in daily if day < oldest]:
             del daily[day]
+        for bucket in daily.values():
+            if len(bucket.get("@pages", ())) > limit:
+                bucket["@pages"] = _most_viewed(bucket["@pages"], limit)
     pages = facts.get("pages")
-    limit = get_setting("FACTS_MAX_PAGES")
     if pages and len(pages) > limit:
-        keep = sorted(pages.items(), key=lambda item: item[1], reverse=True)[:limit]
-        facts["pages"] = dict(keep)
+        facts["pages"] = _most_viewed(pages, limit)
     return facts
+
+
+def _most_viewed(pages, limit):
+    return dict(sorted(pages.items(), key=lambda item: item[1], reverse=True)[:limit])
 
 
 def merge_facts(target, source):
@@ -104,9 +145,16 @@ def merge_facts(target, source):
     for day, values in source.get("daily", {}).items():
         bucket = daily.setdefault(day, {})
         for name, value in values.items():
-            bucket[name] = round(bucket.get(name, 0) + value, 2)
+            if isinstance(value, dict):  # "@pages"
+                counts = bucket.setdefault(name, {})
+                for key, count in value.items():
+                    counts[key] = counts.get(key, 0) + count
+            elif name == "@spend":
+                bucket[name] = _add_money(bucket.get(name, 0), value)
+            else:
+                bucket[name] = bucket.get(name, 0) + value
     target["orders"] = target.get("orders", 0) + source.get("orders", 0)
-    target["spend"] = round(target.get("spend", 0) + source.get("spend", 0), 2)
+    target["spend"] = _add_money(target.get("spend", 0), source.get("spend", 0))
     target["points"] = target.get("points", 0) + source.get("points", 0)
     # The logged-in person's own answers win over what the anonymous browser answered.
     target["survey"] = {**source.get("survey", {}), **target.get("survey", {})}

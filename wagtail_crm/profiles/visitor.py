@@ -11,6 +11,20 @@ from wagtail_crm.conf import get_setting
 from wagtail_crm.profiles import identity
 
 REQUEST_ATTRIBUTE = "crm_visitor"
+# Functions registered with this Wagtail hook take (queryset, request) and return the queryset the visitor's
+# profile is loaded with: segment rules add the annotations they read (group membership) to that one query.
+PROFILE_QUERYSET_HOOK = "construct_wagtail_crm_profile_queryset"
+
+
+def _profile_queryset(request):
+    from wagtail import hooks
+
+    from wagtail_crm.profiles.models import VisitorProfile
+
+    queryset = VisitorProfile.objects.all()
+    for construct in hooks.get_hooks(PROFILE_QUERYSET_HOOK):
+        queryset = construct(queryset, request)
+    return queryset
 
 
 class Visitor:
@@ -63,15 +77,22 @@ class Visitor:
 
         profile = None
         if self.user_id is not None:
-            profile = VisitorProfile.objects.filter(user_id=self.user_id).first()
+            profile = _profile_queryset(self._request).filter(user_id=self.user_id).first()
         elif self.may_identify and not self.is_new:
-            profile = VisitorProfile.objects.filter(visitor_id=self.visitor_id).first()
+            profile = _profile_queryset(self._request).filter(visitor_id=self.visitor_id).first()
             if profile is not None and profile.merged_into_id:
-                profile = VisitorProfile.objects.filter(pk=profile.merged_into_id).first()
+                profile = _profile_queryset(self._request).filter(pk=profile.merged_into_id).first()
         if profile is None:
             profile = VisitorProfile(visitor_id=self.visitor_id, user_id=self.user_id)
             profile.visit_count = 0
         return profile
+
+    @cached_property
+    def segments(self):
+        """The live segments this visitor is in, evaluated once per request over the loaded profile."""
+        from wagtail_crm.segments.evaluation import evaluate_visitor
+
+        return evaluate_visitor(self, self._request)
 
     @property
     def is_known(self):
@@ -95,6 +116,30 @@ class Visitor:
         self.is_new = False
         self.__dict__.pop("profile", None)
         self.__dict__.pop("user_id", None)
+
+
+class PreviewVisitor(Visitor):
+    """The visitor of a preview: a chosen profile and/or chosen segments, and never tracked.
+
+    ``may_identify`` is False, so ``track()`` records nothing and the middleware sets no cookie.
+    """
+
+    def __init__(self, request, *, profile=None, segments=None):
+        super().__init__(request)
+        from wagtail_crm.profiles.models import VisitorProfile
+
+        self.__dict__["may_identify"] = False
+        if profile is None:
+            profile = VisitorProfile(visitor_id=self.visitor_id)
+            profile.visit_count = 0
+        self.__dict__["profile"] = profile
+        self.__dict__["user_id"] = profile.user_id
+        if segments is not None:
+            self.__dict__["segments"] = list(segments)
+        self.cookie_dirty = False
+
+    def __repr__(self):
+        return f"<PreviewVisitor profile={self.profile.pk} segments={len(self.segments)}>"
 
 
 def get_visitor(request):
