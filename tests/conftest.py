@@ -72,3 +72,13 @@ def browser(client):
     """The Django test client dressed as a real browser (our bot filter ignores agent-less requests)."""
     client.defaults["HTTP_USER_AGENT"] = BROWSER
     return client
+
+
+@pytest.fixture(autouse=True)
+def fresh_segment_cache():
+    """Each test starts with no cached segments (a rolled-back test leaves no save signal behind)."""
+    from wagtail_crm.segments.evaluation import invalidate_segment_cache
+
+    invalidate_segment_cache()
+    yield
+    invalidate_segment_cache()

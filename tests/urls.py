@@ -12,6 +12,7 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(next_page="/")),
     path("api/ping/", lambda request: JsonResponse({"ok": True})),
     path("newsletter/", views.newsletter_signup),
+    path("my-segments/", views.my_segments),
     path("crm/", include("wagtail_crm.urls")),
     path("", include(wagtail_urls)),
 ]

@@ -1,5 +1,5 @@
 from django import forms
-from django.http import HttpResponse, HttpResponseBadRequest
+from django.http import HttpResponse, HttpResponseBadRequest, JsonResponse
 
 import wagtail_crm
 
@@ -23,3 +23,8 @@ def newsletter_signup(request):
     )
     wagtail_crm.track(request, "signup", list="newsletter")
     return HttpResponse("Thanks!")
+
+
+def my_segments(request):
+    """What a site's template or view sees: the slugs of the segments the visitor is in."""
+    return JsonResponse({"segments": [segment.slug for segment in wagtail_crm.segments_for(request)]})

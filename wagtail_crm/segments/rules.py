@@ -76,6 +76,34 @@ class EvaluationContext:
                 count += 1
         return count
 
+    @cached_property
+    def pending_touch(self):
+        """The campaign data the current request brings, as it will be stored: {"first": {...}, "last": {...}}.
+
+        The visit's page view (and with it the attribution) is stored after the response, but a visitor who
+        arrives from the newsletter should see the newsletter content on the landing page already. Without a
+        request, or for a request with no campaign data, nothing is pending.
+        """
+        if self.request is None:
+            return {}
+        from wagtail_crm.profiles.ingest import TOUCH_KEYS
+        from wagtail_crm.profiles.middleware import attribution_for
+
+        attribution = attribution_for(self.request)
+        pending = {}
+        if attribution and self.visit_count == 1 and self.profile.first_touch_at is None:
+            pending["first"] = attribution
+        if any(attribution.get(key) for key in TOUCH_KEYS):
+            pending["last"] = attribution
+        return pending
+
+    def attribute(self, touch, name):
+        """An attribution value (``touch`` "first" or "last", ``name`` e.g. "utm_source"), this request included."""
+        pending = self.pending_touch.get(touch)
+        if pending is not None:
+            return pending.get(name, "")
+        return getattr(self.profile, f"{touch}_{name}")
+
     def since_day(self, days):
         """The first UTC date (ISO) of a window of ``days`` days ending today: 1 means today only."""
         return (self.now.astimezone(UTC) - timedelta(days=days - 1)).date().isoformat()
@@ -293,8 +321,12 @@ TOUCHES = [
 ]
 
 
+def _touches(touch):
+    return ("first", "last") if touch == "either" else (touch,)
+
+
 def _touch_fields(touch, name):
-    return [f"{prefix}_{name}" for prefix in (("first", "last") if touch == "either" else (touch,))]
+    return [f"{prefix}_{name}" for prefix in _touches(touch)]
 
 
 def _text_matches(text, operator, needle):
@@ -328,10 +360,9 @@ class CampaignRule(RuleBlock):
     value = blocks.CharBlock(max_length=100, label=_("text"), help_text=_("Not case-sensitive."))
 
     def matches(self, value, context):
-        profile = context.profile
         return any(
-            _text_matches(getattr(profile, field), value["operator"], value["value"])
-            for field in _touch_fields(value["touch"], value["parameter"])
+            _text_matches(context.attribute(touch, value["parameter"]), value["operator"], value["value"])
+            for touch in _touches(value["touch"])
         )
 
     def as_q(self, value, context):
@@ -360,8 +391,8 @@ class ReferrerRule(RuleBlock):
 
     def matches(self, value, context):
         return any(
-            _text_matches(getattr(context.profile, field), "contains", value["host"])
-            for field in _touch_fields(value["touch"], "referrer_host")
+            _text_matches(context.attribute(touch, "referrer_host"), "contains", value["host"])
+            for touch in _touches(value["touch"])
         )
 
     def as_q(self, value, context):
@@ -392,12 +423,10 @@ class OfferCodeRule(RuleBlock):
     )
 
     def matches(self, value, context):
-        fields = _touch_fields(value["touch"], "offer_code")
+        codes = [context.attribute(touch, "offer_code") for touch in _touches(value["touch"])]
         if not value["code"]:
-            return any(getattr(context.profile, field) for field in fields)
-        return any(
-            _text_matches(getattr(context.profile, field), "equals", value["code"]) for field in fields
-        )
+            return any(codes)
+        return any(_text_matches(code, "equals", value["code"]) for code in codes)
 
     def as_q(self, value, context):
         q = Q()

@@ -1,0 +1,321 @@
+"""Segments on the request path: ``wagtail_crm.segments_for(request)``, the per-process cache, and what the
+rules see of the current request. (Python ≡ SQL for every rule: tests/test_segment_rules_property.py.)"""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.contrib.auth.models import Group, User
+from django.core.cache import cache
+from django.db import connection
+from django.test.utils import CaptureQueriesContext, override_settings
+from django.utils import timezone
+from wagtail.blocks import StructBlockValidationError
+
+import wagtail_crm
+from wagtail_crm.models import VisitorProfile
+from wagtail_crm.profiles.identity import sign_visitor_id
+from wagtail_crm.segments import evaluation
+from wagtail_crm.segments.models import Segment
+from wagtail_crm.segments.rules import BUILTIN_RULES
+
+from .conftest import BROWSER
+
+RULES = dict(BUILTIN_RULES)
+
+
+def rule(name, **value):
+    return {"type": name, "value": value}
+
+
+def make_segment(slug, *rules, match="all", exclude=(), **fields):
+    return Segment.objects.create(
+        name=slug.replace("-", " ").title(),
+        slug=slug,
+        match=match,
+        rules=list(rules),
+        exclude_rules=list(exclude),
+        **fields,
+    )
+
+
+def my_segments(client, path="/my-segments/", **extra):
+    response = client.get(path, HTTP_USER_AGENT=BROWSER, **extra)
+    assert response.status_code == 200
+    return response.json()["segments"]
+
+
+def returning_client(client, profile):
+    client.cookies["wagtail_crm_vid"] = sign_visitor_id(profile.visitor_id)
+    return client
+
+
+# -- segments_for on a real request ---------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_new_visitor_from_the_newsletter_is_a_newsletter_reader_on_the_landing_page(client):
+    make_segment(
+        "newsletter",
+        rule("campaign", parameter="utm_source", touch="either", operator="equals", value="Newsletter"),
+    )
+    make_segment("first-time", rule("visitor_type", visitor="first_time"))
+    make_segment("returning", rule("visitor_type", visitor="returning"))
+    assert my_segments(client, "/my-segments/?utm_source=newsletter") == ["first-time", "newsletter"]
+    assert my_segments(client) == ["first-time"]
+
+
+@pytest.mark.django_db
+def test_a_returning_visitor_counts_the_visit_they_are_starting(client):
+    make_segment("returning", rule("visitor_type", visitor="returning"))
+    make_segment("three-visits", rule("visit_count", operator="gte", count=3))
+    profile = VisitorProfile.objects.create(visit_count=1, last_seen=timezone.now() - timedelta(minutes=5))
+    returning_client(client, profile)
+    assert my_segments(client) == []  # still within their first visit
+    profile.last_seen = timezone.now() - timedelta(days=2)
+    profile.save()
+    assert my_segments(client) == ["returning"]  # this request opens visit number two
+    profile.visit_count = 2
+    profile.save()
+    assert my_segments(client) == ["returning", "three-visits"]
+
+
+@pytest.mark.django_db
+def test_stored_last_touch_is_replaced_by_the_campaign_the_visitor_arrives_with(client):
+    make_segment(
+        "spring",
+        rule("campaign", parameter="utm_campaign", touch="last", operator="contains", value="spring"),
+    )
+    make_segment("first-from-partner", rule("referrer", touch="first", host="partner"))
+    profile = VisitorProfile.objects.create(
+        visit_count=3, last_utm_campaign="spring-sale", first_referrer_host="www.partner.example"
+    )
+    returning_client(client, profile)
+    assert my_segments(client) == ["first-from-partner", "spring"]
+    # Arriving from another campaign: that is now their last touch; the first touch never changes.
+    assert my_segments(client, "/my-segments/?utm_campaign=black-friday") == ["first-from-partner"]
+
+
+@pytest.mark.django_db
+def test_logged_in_visitor_in_a_group_costs_one_profile_query(client):
+    staff = Group.objects.create(name="Trade customers")
+    make_segment("trade", rule("group", group=str(staff.pk)))
+    make_segment("members", rule("logged_in", state="yes"))
+    user = User.objects.create_user("ann", password="pw")
+    user.groups.add(staff)
+    VisitorProfile.objects.create(user=user)
+    client.force_login(user)
+    evaluation.active_segments()  # the per-process cache, warm as it is after the first request
+    with CaptureQueriesContext(connection) as queries:
+        assert my_segments(client) == ["members", "trade"]
+    profile_queries = [q["sql"] for q in queries.captured_queries if "wagtail_crm_visitorprofile" in q["sql"]]
+    assert len(profile_queries) == 1  # group membership comes with the profile, as an annotation
+    assert "auth_user_groups" in profile_queries[0]
+    assert not [
+        q
+        for q in queries.captured_queries
+        if "auth_user_groups" in q["sql"] and q["sql"] not in profile_queries
+    ]
+    assert not any("wagtail_crm_segment" in q["sql"] for q in queries.captured_queries)
+    user.groups.clear()
+    assert my_segments(client) == ["members"]
+
+
+@pytest.mark.django_db
+def test_segments_are_evaluated_once_per_request(rf):
+    make_segment("everyone")
+    request = rf.get("/", HTTP_USER_AGENT=BROWSER)
+    request.session = {}
+    first = wagtail_crm.segments_for(request)
+    assert [s.slug for s in first] == ["everyone"]
+    assert wagtail_crm.segments_for(request) is first
+
+
+@pytest.mark.django_db
+def test_inactive_and_out_of_window_segments_are_not_used(client):
+    now = timezone.now()
+    make_segment("live")
+    make_segment("switched-off", active=False)
+    make_segment("not-yet", starts_at=now + timedelta(hours=1))
+    make_segment("over", ends_at=now - timedelta(seconds=1))
+    make_segment("running", starts_at=now - timedelta(days=1), ends_at=now + timedelta(days=1))
+    assert my_segments(client) == ["live", "running"]
+
+
+@pytest.mark.django_db
+def test_exclude_rules_and_any_match(client):
+    make_segment(
+        "shoppers",
+        rule("offer_code", touch="either", code=""),
+        rule("purchases", measure="orders", amount="1", within_days=None),
+        match="any",
+        exclude=[rule("consent", channel="phone")],
+    )
+    profile = VisitorProfile.objects.create(visit_count=2, facts={"orders": 1})
+    returning_client(client, profile)
+    assert my_segments(client) == ["shoppers"]
+    profile.phone_consent = True
+    profile.save()
+    assert my_segments(client) == []
+    assert Segment.objects.get().members().count() == 0
+
+
+# -- the cache of active segments -----------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_saving_or_deleting_a_segment_reaches_the_next_request(client):
+    segment = make_segment("a-segment")
+    assert my_segments(client) == ["a-segment"]
+    segment.rules = [rule("logged_in", state="yes")]
+    segment.save()
+    assert my_segments(client) == []
+    segment.delete()
+    make_segment("another")
+    assert my_segments(client) == ["another"]
+
+
+@pytest.mark.django_db
+def test_other_processes_reload_when_the_shared_version_changes(monkeypatch):
+    make_segment("one")
+    clock = [1000.0]
+    monkeypatch.setattr(evaluation.time, "monotonic", lambda: clock[0])
+    assert [s.slug for s in evaluation.active_segments()] == ["one"]
+    # Another process saves a segment: only the shared cache changes here.
+    Segment.objects.create(
+        name="Two", slug="two"
+    )  # (in a test transaction: no commit, no local invalidation)
+    cache.set(evaluation.CACHE_VERSION_KEY, "changed-elsewhere", None)
+    with CaptureQueriesContext(connection) as queries:
+        assert [s.slug for s in evaluation.active_segments()] == ["one"]  # within the check interval
+    assert len(queries) == 0
+    clock[0] += 5
+    assert [s.slug for s in evaluation.active_segments()] == ["one", "two"]
+    with CaptureQueriesContext(connection) as queries:
+        clock[0] += 60
+        evaluation.active_segments()  # version unchanged: no reload
+    assert len(queries) == 0
+
+
+@pytest.mark.django_db
+@override_settings(
+    CACHES={"default": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}},
+    WAGTAIL_CRM={"SEGMENT_CACHE_CHECK_INTERVAL": 0},
+)
+def test_without_a_working_cache_segments_are_reloaded_not_stale():
+    make_segment("one")
+    assert [s.slug for s in evaluation.active_segments()] == ["one"]
+    Segment.objects.create(name="Two", slug="two")
+    assert [s.slug for s in evaluation.active_segments()] == ["one", "two"]
+
+
+# -- windows and dates on real tracked data --------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_windowed_rules_read_what_tracking_recorded(home):
+    profile = VisitorProfile.objects.create(email="ann@example.com")
+    now = timezone.now()
+    wagtail_crm.track(profile, "checkout_completed", amount="30.10", occurred_at=now - timedelta(days=2))
+    wagtail_crm.track(
+        profile, "offline_purchase", channel="store", amount="19.90", occurred_at=now - timedelta(days=10)
+    )
+    wagtail_crm.track(profile, "checkout_abandoned", occurred_at=now - timedelta(hours=1))
+    shoes = home.get_children().get(slug="shop").get_children().get()
+    for days in (0, 1, 40):
+        wagtail_crm.track(profile, "page_view", page=shoes, occurred_at=now - timedelta(days=days))
+    profile.refresh_from_db()
+
+    def verdict(*rules):
+        segment = Segment(name="s", slug="s", rules=list(rules))
+        in_python = segment.matches(profile, now=now)
+        in_sql = segment.members(now=now).filter(pk=profile.pk).exists()
+        assert in_python == in_sql
+        return in_python
+
+    assert verdict(rule("purchases", measure="spend", amount="50.00", within_days=None))
+    assert verdict(rule("purchases", measure="spend", amount="50.00", within_days=11))
+    assert not verdict(rule("purchases", measure="spend", amount="50.00", within_days=10))
+    assert verdict(rule("purchases", measure="orders", amount="1", within_days=3))
+    assert not verdict(rule("purchases", measure="orders", amount="1", within_days=2))
+    assert verdict(rule("abandoned_checkout", within_days=1))
+    shop = shoes.get_parent()
+    assert verdict(
+        rule("page_views", page=shop.pk, count=3, within_days=None)
+    )  # a view under the section counts
+    assert verdict(rule("page_views", page=shoes.pk, count=2, within_days=2))
+    assert not verdict(rule("page_views", page=shoes.pk, count=3, within_days=30))
+    assert not verdict(
+        rule("page_views", page=home.get_children().get(slug="about").pk, count=1, within_days=None)
+    )
+
+
+@pytest.mark.django_db
+@override_settings(TIME_ZONE="Europe/Paris")
+def test_time_window_uses_the_site_time_zone_and_may_pass_midnight():
+    block = RULES["time_window"]
+    value = block.to_python({"days": ["4", "5"], "start": "22:00", "end": "02:00"})
+    profile = VisitorProfile()
+
+    def at(utc):
+        return Segment(
+            name="s", slug="s", rules=[rule("time_window", **block.get_prep_value(value))]
+        ).matches(profile, now=utc)
+
+    # Friday 2026-11-20 21:30 UTC is 22:30 in Paris: inside. Sunday 00:30 Paris is outside (Sunday not ticked).
+    assert at(datetime(2026, 11, 20, 21, 30, tzinfo=UTC))
+    assert not at(datetime(2026, 11, 20, 20, 30, tzinfo=UTC))
+    assert at(datetime(2026, 11, 20, 23, 30, tzinfo=UTC))  # Saturday 00:30 in Paris
+    assert not at(datetime(2026, 11, 21, 23, 30, tzinfo=UTC))  # Sunday 00:30 in Paris
+
+
+# -- explain and validation -----------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_explain_says_which_rules_matched():
+    segment = make_segment(
+        "loyal",
+        rule("visit_count", operator="gte", count=3),
+        rule("consent", channel="email"),
+        exclude=[rule("loyalty_tier", tier="Gold")],
+    )
+    profile = VisitorProfile.objects.create(visit_count=5, facts={"tier": "gold"})
+    results = segment.explain(profile)
+    assert [(r.description, r.matched, r.excluding) for r in results] == [
+        ("Visits ≥ 3", True, False),
+        ("Has given consent to be contacted by email", False, False),
+        ("Loyalty tier is “Gold”", True, True),
+    ]
+    assert [r.in_favour for r in results] == [True, False, False]
+    assert not segment.matches(profile)
+
+
+@pytest.mark.parametrize(
+    "name, value, field, message",
+    [
+        ("page_views", {"page": 1, "count": 1, "within_days": 91}, "within_days", "90 or fewer"),
+        ("purchases", {"measure": "spend", "amount": "10", "within_days": 365}, "within_days", "90 or fewer"),
+        ("activity", {"kind": "", "custom_kind": "", "count": 1, "within_days": None}, "kind", "Choose what"),
+        (
+            "activity",
+            {"kind": "", "custom_kind": "Not A Slug", "count": 1, "within_days": None},
+            "custom_kind",
+            "slug",
+        ),
+        ("time_window", {"days": [], "start": None, "end": None}, "days", "Choose days"),
+        ("time_window", {"days": [], "start": "10:00", "end": "10:00"}, "end", "another time"),
+        (
+            "campaign",
+            {"parameter": "utm_source", "touch": "first", "operator": "equals", "value": ""},
+            "value",
+            "required",
+        ),
+        ("visit_count", {"operator": "gte", "count": -1}, "count", "greater than or equal to 0"),
+    ],
+)
+@pytest.mark.django_db
+def test_rules_reject_bad_input_with_a_clear_message(name, value, field, message):
+    block = RULES[name]
+    with pytest.raises(StructBlockValidationError) as raised:
+        block.clean(block.to_python(value))
+    assert message in str(raised.value.block_errors[field])
