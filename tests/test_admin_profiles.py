@@ -80,13 +80,17 @@ def listed_names(response):
 # --- menu and listing -------------------------------------------------------------------------------------
 
 
-def test_crm_menu_group_holds_profiles_and_interactions(admin_client, db):
+def test_crm_menu_group_holds_profiles_interactions_and_segments(admin_client, db):
     response = admin_client.get(reverse("wagtailadmin_home"))
     crm = next(item for item in sidebar_menu(response) if item["_args"][0]["name"] == "wagtail_crm")
     assert crm["_type"] == "wagtail.sidebar.SubMenuItem"
     assert crm["_args"][0]["label"] == "CRM"
     links = {item["_args"][0]["label"]: item["_args"][0]["url"] for item in crm["_args"][1]}
-    assert links == {"Profiles": url("index"), "Interactions": reverse("wagtail_crm_interactions:index")}
+    assert links == {
+        "Profiles": url("index"),
+        "Interactions": reverse("wagtail_crm_interactions:index"),
+        "Segments": reverse("wagtail_crm_segments:list"),
+    }
 
 
 def test_crm_menu_is_hidden_from_staff_without_crm_permissions(client, django_user_model, db):

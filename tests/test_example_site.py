@@ -20,15 +20,18 @@ pytestmark = pytest.mark.slow
 SERVE_HOME = """
 import json
 from django.test import Client
+from wagtail_crm import segments_for
 from wagtail_crm.profiles.identity import read_visitor_cookie
 from wagtail_crm.profiles.models import Interaction, VisitorProfile
 
 client = Client(HTTP_USER_AGENT="Mozilla/5.0 (X11; Linux x86_64) Chrome/130.0 Safari/537.36")
 before = VisitorProfile.objects.count()
 pages = {}
+segments = {}
 for path in ["/", "/shop/shoes/", "/blog/", "/newsletter/"]:
     response = client.get(path, {"utm_source": "smoke", "utm_campaign": "smoke-test"} if path == "/" else {})
     pages[path] = [response.status_code, response.content.decode()]
+    segments[path] = sorted(segment.slug for segment in segments_for(response.wsgi_request))
 cookie = client.cookies.get("wagtail_crm_vid")
 staff = Client()
 admin_login = staff.login(username="admin", password="changeme")
@@ -41,6 +44,7 @@ print(json.dumps({
     "profiles_after": VisitorProfile.objects.count(),
     "cookie": bool(cookie),
     "admin": [admin_login, admin_status],
+    "segments": segments,
     "profile": profile and {
         "visits": profile.visit_count,
         "source": profile.first_utm_source,
@@ -51,6 +55,53 @@ print(json.dumps({
     },
 }))
 """
+
+
+SEGMENTS = """
+import json
+from datetime import timedelta
+from django.utils import timezone
+from wagtail.models import ModelLogEntry
+from wagtail_crm.profiles.models import VisitorProfile
+from wagtail_crm.segments.models import Segment
+
+now = timezone.now()
+saturday_noon = (now + timedelta(days=(5 - now.weekday()) % 7)).replace(hour=12, minute=0)
+segments = {}
+for segment in Segment.objects.select_related("member_count", "latest_revision__user"):
+    timed = any(child.block_type == "time_window" for child in segment.rules)
+    segments[segment.slug] = {
+        "name": segment.name,
+        "description": segment.description,
+        "members": segment.members(now=saturday_noon if timed else now).count(),
+        "counted": segment.member_count.count if hasattr(segment, "member_count") else None,
+        "revision_by": segment.latest_revision and segment.latest_revision.user.username,
+        "logged": list(ModelLogEntry.objects.for_instance(segment).values_list("action", flat=True)),
+    }
+# The example site's own rule (home/rules.py): the same verdict in Python and in SQL.
+colleagues = Segment(slug="x", rules=[{"type": "email_domain", "value": {"domain": "Example.ORG"}}])
+profiles = VisitorProfile.objects.filter(merged_into__isnull=True)
+print(json.dumps({
+    "segments": segments,
+    "custom_rule": [
+        sorted(p.pk for p in profiles if colleagues.matches(p)),
+        sorted(colleagues.members().values_list("pk", flat=True)),
+    ],
+}))
+"""
+
+DEMO_SEGMENTS = {
+    "newsletter-readers": "Newsletter readers",
+    "returning-customers": "Returning customers",
+    "first-time-visitors": "First-time visitors",
+    "lapsed": "Lapsed",
+    "survey-running": "Survey: interested in running",
+    "big-spenders-this-quarter": "Big spenders this quarter",
+    "abandoned-checkout-this-week": "Abandoned a checkout this week",
+    "window-shoppers": "Window shoppers",
+    "deal-seekers": "Deal seekers",
+    "weekend-customers": "Customers at the weekend",
+}
 
 
 @pytest.fixture
@@ -75,6 +126,14 @@ def manage(tmp_path):
         return result.stdout
 
     return run
+
+
+EDIT_SEGMENT = """
+from wagtail_crm.segments.models import Segment
+segment = Segment.objects.get(slug="lapsed")
+segment.description = "Edited in the admin"
+segment.save()
+"""
 
 
 def counts(manage):
@@ -106,10 +165,14 @@ def test_example_site_checks_migrates_loads_demo_twice_and_serves_pages(manage):
     assert "username: admin  password: changeme" in first
     assert "local demo only" in first
     assert "30 added, 0 already there" in first
+    assert "Segments: 10 created, 0 already there" in first
     after_first = counts(manage)
+    # An editor changes a demo segment: loading the demo again keeps their version.
+    manage("shell", "-c", EDIT_SEGMENT)
 
     second = manage("load_crm_demo", "--visitors", "30")
     assert "0 added, 30 already there" in second
+    assert "Segments: 0 created, 10 already there" in second
     assert counts(manage) == after_first  # running it again adds nothing
 
     assert after_first["profiles"] == 30
@@ -123,6 +186,21 @@ def test_example_site_checks_migrates_loads_demo_twice_and_serves_pages(manage):
     third = manage("load_crm_demo", "--visitors", "45")
     assert "15 added, 30 already there" in third
     assert counts(manage)["profiles"] == 45
+    for name in DEMO_SEGMENTS.values():
+        assert f"    {name}: " in third  # with its member count
+
+    loaded = json.loads(manage("shell", "-c", SEGMENTS).strip().splitlines()[-1])
+    segments = loaded["segments"]
+    assert {slug: s["name"] for slug, s in segments.items()} == DEMO_SEGMENTS
+    for slug, segment in segments.items():
+        assert segment["members"] > 0, slug  # the weekend segment counted on a Saturday
+        assert segment["counted"] is not None, slug  # the listing has a count to show
+        # Made as an editor would make it: a first revision by admin, logged as created.
+        assert segment["revision_by"] == "admin", slug
+        assert "wagtail.create" in segment["logged"], slug
+    assert segments["lapsed"]["description"] == "Edited in the admin"
+    in_python, in_sql = loaded["custom_rule"]
+    assert in_python == in_sql and len(in_python) > 0
 
     served = json.loads(manage("shell", "-c", SERVE_HOME).strip().splitlines()[-1])
     for path, (status, _html) in served["pages"].items():
@@ -137,3 +215,6 @@ def test_example_site_checks_migrates_loads_demo_twice_and_serves_pages(manage):
     assert profile["paths"] == ["/", "/blog/", "/newsletter/", "/shop/shoes/"]
     # The documented demo login opens the Wagtail admin.
     assert served["admin"] == [True, 200]
+    # Segments are evaluated on the live site: a new visitor is a first-time visitor on every page of the visit.
+    assert all("first-time-visitors" in slugs for slugs in served["segments"].values())
+    assert not any("returning-customers" in slugs for slugs in served["segments"].values())

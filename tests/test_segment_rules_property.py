@@ -56,7 +56,7 @@ def facts_strategy():
             "orders": counts,
             "spend": money,
             "points": st.integers(min_value=-3, max_value=3),
-            "tier": st.sampled_from(["Gold", "gold", "Silver", "ÉLITE", "élite"]),
+            "tier": st.sampled_from(["Gold", "gold", "Silver", "ÉLITE", "élite", 3, True, ["gold"]]),
             "survey": st.dictionaries(st.sampled_from(QUESTIONS), answer, max_size=3),
         },
     )
@@ -149,7 +149,9 @@ def rule_strategies(group_ids):
         "loyalty_points": st.fixed_dictionaries(
             {"operator": st.sampled_from(["gte", "lte"]), "points": st.integers(-3, 3)}
         ),
-        "loyalty_tier": st.fixed_dictionaries({"tier": st.sampled_from(["gold", "GOLD", "élite", "bronze"])}),
+        "loyalty_tier": st.fixed_dictionaries(
+            {"tier": st.sampled_from(["gold", "GOLD", "élite", "bronze", "3", "true", "1"])}
+        ),
         "time_window": st.fixed_dictionaries(
             {
                 "days": st.lists(st.sampled_from([str(d) for d in range(7)]), unique=True, max_size=3),

@@ -319,3 +319,23 @@ def test_rules_reject_bad_input_with_a_clear_message(name, value, field, message
     with pytest.raises(StructBlockValidationError) as raised:
         block.clean(block.to_python(value))
     assert message in str(raised.value.block_errors[field])
+
+
+@pytest.mark.django_db
+def test_a_rule_type_that_is_no_longer_registered_makes_the_segment_match_nobody(client):
+    import json
+
+    segment = make_segment("retired", rule("visitor_type", visitor="first_time"))
+    stored = [*json.loads(json.dumps(list(segment.rules.raw_data))), {"type": "retired_rule", "value": {}}]
+    with (
+        connection.cursor() as cursor
+    ):  # as a site leaves it after removing the hook that registered the rule
+        cursor.execute(
+            "UPDATE wagtail_crm_segment SET rules = %s WHERE id = %s", [json.dumps(stored), segment.pk]
+        )
+    segment = Segment.objects.get()
+    profile = VisitorProfile.objects.create()
+    assert not segment.matches(profile)
+    assert not segment.members().exists()
+    assert segment.explain(profile)[-1].description.startswith("A rule of type “retired_rule”")
+    assert my_segments(client) == []

@@ -27,3 +27,26 @@ def annotate_profile_for_segments(queryset, request):
     # Rules that need more than the profile row (group membership) read it from the same single query.
     annotations = active_profile_annotations()
     return queryset.annotate(**annotations) if annotations else queryset
+
+
+# -- Preview as a segment (wagtail_crm/segments/preview_views.py) -------------------------------------------
+
+
+@hooks.register("register_admin_urls")
+def register_preview_as_urls():
+    from django.urls import include, path
+
+    from wagtail_crm.segments import preview_views
+
+    urls = (preview_views.urlpatterns, preview_views.app_name)
+    return [path("crm/preview/", include(urls, namespace=preview_views.app_name))]
+
+
+@hooks.register("register_page_header_buttons")
+def preview_as_header_button(page, user, view_name, next_url=None):
+    from wagtail_crm.segments.preview_views import PreviewAsMenuItem
+
+    yield PreviewAsMenuItem(page=page, priority=12)
+
+
+# -- end of preview as a segment ----------------------------------------------------------------------------

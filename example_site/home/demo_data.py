@@ -265,6 +265,19 @@ CAMPAIGNS = {
 }  # fmt: skip
 OFFER_DISCOUNTS = {"SPRING20": 20, "WELCOME10": 10, "SUMMER15": 15, "PARTNER10": 10}
 
+# The survey linked from every newsletter, the newsletter welcome page and the order confirmation:
+# "What do you do in your shoes?" (multiple choice: answer, share of people ticking it) and
+# "What should we make next?" (one choice, with weights).
+SURVEY_NAME = "what-next"
+SURVEY_ACTIVITIES = [
+    ("walking", 0.6),
+    ("commuting", 0.45),
+    ("running", 0.3),
+    ("hiking", 0.25),
+    ("cycling", 0.2),
+]
+SURVEY_NEXT = [("running shoes", 30), ("hiking boots", 25), ("a backpack", 25), ("kids' shoes", 20)]
+
 # How visitors first arrived, with weights.
 SOURCES = [("newsletter", 18), ("google", 22), ("facebook", 18), ("direct", 27), ("partner", 15)]
 
@@ -335,6 +348,7 @@ class VisitorGenerator:
         self.visitor = DemoVisitor(number=number, visitor_id=visitor_id_for(number), source="")
         self.orders = 0
         self.name = None  # (first, last), chosen the first time the visitor gives any detail
+        self.survey_links = []  # times (seconds ago) the visitor was shown a link to the survey
 
     def build(self):
         rng = self.rng
@@ -360,6 +374,7 @@ class VisitorGenerator:
         shopper = interest in ("shoes", "bags", "shop") or rng.random() < 0.25
         will_checkout = shopper and rng.random() < (0.55 if attribution.get("offer_code") else 0.4)
         account = False
+        checkout_visit = None
 
         for index, start in enumerate(starts):
             last = index == len(starts) - 1
@@ -372,6 +387,8 @@ class VisitorGenerator:
             if account:
                 self._add(start - 1, InteractionKind.LOGIN)
             ago = self._browse(start, visit_landing, visit_attribution, interest)
+            if visit_attribution.get("utm_source") == "newsletter":
+                self.survey_links.append(ago)  # every newsletter ends with the survey link
 
             if will_sign_up and (last or rng.random() < 0.4):
                 will_sign_up = False
@@ -381,8 +398,10 @@ class VisitorGenerator:
                 self._add(ago - 20, InteractionKind.SIGNUP, data={"form": "newsletter"})
                 visitor.contact.consent["email"] = (True, ago - 20)
                 ago -= 20
+                self.survey_links.append(ago)  # the welcome page links to it
             if will_checkout and (last or rng.random() < 0.35):
                 will_checkout = False
+                checkout_visit = index
                 ago = self._checkout(
                     ago, visit_attribution.get("offer_code") or attribution.get("offer_code")
                 )
@@ -396,6 +415,10 @@ class VisitorGenerator:
         phone_consent = visitor.contact.consent.get("phone")
         if visitor.contact.phone and phone_consent and phone_consent[0] and rng.random() < 0.6:
             self._phone_call(phone_consent[1])
+        # Drawn last, so that adding them changed none of the choices above for any visitor.
+        self._survey()
+        if shopper and checkout_visit != len(starts) - 1:
+            self._left_in_basket(starts[-1], ago)
         return visitor
 
     # -- acquisition ----------------------------------------------------------------------------------
@@ -490,7 +513,7 @@ class VisitorGenerator:
         items = rng.sample(SHOES + BAGS, k=rng.choices([1, 2, 3], [65, 28, 7])[0])
         return [{"name": name, "price": price} for name, price in items]
 
-    def _checkout(self, ago, offer_code):
+    def _checkout(self, ago, offer_code, abandon=False):
         rng = self.rng
         visitor = self.visitor
         self.orders += 1
@@ -504,10 +527,11 @@ class VisitorGenerator:
             data["offer_code"] = offer_code
         self._add(ago, InteractionKind.CHECKOUT_STARTED, data=data)
         ago -= rng.uniform(60, 400)
-        if rng.random() < 0.6:
+        if not abandon and rng.random() < 0.6:
             # Completed: the checkout asked for contact details and (unticked by default) for consent.
             self._identify(phone=rng.random() < 0.45)
             self._add(ago, InteractionKind.CHECKOUT_COMPLETED, data=data)
+            self.survey_links.append(ago)  # the order confirmation links to it
             if "email" not in visitor.contact.consent:
                 visitor.contact.consent["email"] = (rng.random() < 0.35, ago)
             if visitor.contact.phone and "phone" not in visitor.contact.consent:
@@ -516,6 +540,27 @@ class VisitorGenerator:
             step = rng.choice(["basket", "shipping", "payment"])
             self._add(ago, InteractionKind.CHECKOUT_ABANDONED, data={**data, "step": step})
         return ago - 30
+
+    def _survey(self):
+        """About half of those shown the survey link answer it, a few minutes later."""
+        rng = self.rng
+        if not self.survey_links or rng.random() >= 0.5:
+            return
+        ago = rng.choice(self.survey_links) - rng.uniform(30, 300)
+        activities = [answer for answer, share in SURVEY_ACTIVITIES if rng.random() < share]
+        answers = {
+            "activities": activities or ["walking"],
+            "next_design": rng.choices([a for a, _ in SURVEY_NEXT], [w for _, w in SURVEY_NEXT])[0],
+        }
+        self._add(ago, InteractionKind.SURVEY_SUBMITTED, data={"survey": SURVEY_NAME, "answers": answers})
+
+    def _left_in_basket(self, start, ago):
+        """A shopper back in the last week who fills a basket and leaves at checkout (the reminder's audience)."""
+        rng = self.rng
+        if start > 7 * DAY or rng.random() >= 0.4:
+            return
+        ago = self._view(ago - 60, rng.choice(["shoes", "bags"]))
+        self._checkout(ago, None, abandon=True)
 
     # -- offline --------------------------------------------------------------------------------------
 
@@ -582,3 +627,78 @@ def interest_page(interest):
 def generate_visitors(count):
     """The first ``count`` demo visitors."""
     return [VisitorGenerator(number).build() for number in range(count)]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Segments: what an editor of this shop would set up in CRM › Segments. Rules are stored the way the admin
+# stores them: ``{"type": <rule type>, "value": {...}}`` (see docs/how-to/segments.md for every rule type).
+
+
+def _rule(rule_type, **value):
+    return {"type": rule_type, "value": value}
+
+
+def segments(pages):
+    """The demo segments, as field values by slug; ``pages`` maps page keys to pages (for page rules)."""
+    return {
+        "newsletter-readers": {
+            "name": "Newsletter readers",
+            "description": "Came to the site from the newsletter, on their first visit or a later one.",
+            "rules": [_rule("campaign", parameter="utm_source", touch="either", operator="equals",
+                            value="newsletter")],
+        },
+        "returning-customers": {
+            "name": "Returning customers",
+            "description": "Bought from us at least once, online or in one of the shops.",
+            "rules": [_rule("purchases", measure="orders", amount="1", within_days=None)],
+        },
+        "first-time-visitors": {
+            "name": "First-time visitors",
+            "description": "On their first visit: tell them who we are and about free repairs.",
+            "rules": [_rule("visitor_type", visitor="first_time")],
+        },
+        "lapsed": {
+            "name": "Lapsed",
+            "description": "Not seen for 60 days or more: welcome them back.",
+            "rules": [_rule("days_since_last_visit", operator="gte", days=60)],
+        },
+        "survey-running": {
+            "name": "Survey: interested in running",
+            "description": "Ticked “running” in the what-next survey: first to hear about the leather trainer.",
+            "rules": [_rule("survey_answer", question="activities", answer="running")],
+        },
+        "big-spenders-this-quarter": {
+            "name": "Big spenders this quarter",
+            "description": "Spent £300 or more in the last 90 days.",
+            "rules": [_rule("purchases", measure="spend", amount="300", within_days=90)],
+        },
+        "abandoned-checkout-this-week": {
+            "name": "Abandoned a checkout this week",
+            "description": "Left a checkout unfinished in the last 7 days and have not ordered since.",
+            "rules": [_rule("abandoned_checkout", within_days=7)],
+            "exclude_rules": [_rule("purchases", measure="orders", amount="1", within_days=7)],
+        },
+        "window-shoppers": {
+            "name": "Window shoppers",
+            "description": "Looked around the shop (any page in it) 3 times or more this month without buying.",
+            "rules": [_rule("page_views", page=pages["shop"].pk, count=3, within_days=30)],
+            "exclude_rules": [_rule("purchases", measure="orders", amount="1", within_days=None)],
+        },
+        "deal-seekers": {
+            "name": "Deal seekers",
+            "description": "Arrived with an offer code, or from a deals site.",
+            "match": "any",
+            "rules": [
+                _rule("offer_code", touch="either", code=""),
+                _rule("referrer", touch="either", host="deals"),
+            ],
+        },
+        "weekend-customers": {
+            "name": "Customers at the weekend",
+            "description": "Customers visiting on a Saturday or Sunday: the workshop is open for tours.",
+            "rules": [
+                _rule("time_window", days=["5", "6"], start=None, end=None),
+                _rule("purchases", measure="orders", amount="1", within_days=None),
+            ],
+        },
+    }  # fmt: skip

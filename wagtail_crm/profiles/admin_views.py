@@ -2,6 +2,7 @@
 
 import base64
 import json
+from urllib.parse import urlencode
 
 from django.contrib.admin.utils import quote, unquote
 from django.core.exceptions import PermissionDenied
@@ -18,6 +19,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.generic import FormView
 from wagtail.admin import messages
+from wagtail.admin.admin_url_finder import AdminURLFinder
 from wagtail.admin.paginator import WagtailPaginator
 from wagtail.admin.ui.menus import MenuItem
 from wagtail.admin.ui.tables import Column, DateColumn, NumberColumn, TitleColumn
@@ -31,6 +33,8 @@ from wagtail_crm.profiles import importers
 from wagtail_crm.profiles.forms import ImportTransactionsForm, OfflineInteractionForm, max_upload_size
 from wagtail_crm.profiles.ingest import ATTRIBUTION_FIELDS, ingest_events
 from wagtail_crm.profiles.models import Channel, Interaction, VisitorProfile
+from wagtail_crm.segments import views as segment_views
+from wagtail_crm.segments.models import Segment
 
 # How many unmatched / invalid rows the import result page lists (the CSV downloads have them all).
 RESULT_ROWS_SHOWN = 500
@@ -286,12 +290,33 @@ class ProfileDetailView(InspectView):
         if self.add_interaction_url_name and user_can_record_interactions(self.request.user):
             return reverse(self.add_interaction_url_name, args=(quote(self.object.pk),))
 
+    def get_preview_as_url(self):
+        """ "Preview the site as this visitor": the site's home page in the "Preview as…" view, if allowed."""
+        from wagtail.models import Site
+
+        from wagtail_crm.segments.preview_views import can_preview_as_profile, can_preview_page
+
+        site = Site.find_for_request(self.request)
+        if site is None or not can_preview_as_profile(self.request.user):
+            return None
+        home = site.root_page.specific
+        if not can_preview_page(self.request.user, home):
+            return None
+        url = reverse("wagtail_crm_preview:preview_as", args=(home.pk,))
+        return f"{url}?{urlencode({'profile': self.object.pk})}"
+
     @cached_property
     def header_buttons(self):
+        buttons = []
         url = self.get_add_interaction_url()
         if url:
-            return [HeaderButton(_("Add offline interaction"), url=url, icon_name="plus")]
-        return []
+            buttons.append(HeaderButton(_("Add offline interaction"), url=url, icon_name="plus"))
+        preview_url = self.get_preview_as_url()
+        if preview_url:
+            buttons.append(
+                HeaderButton(_("Preview the site as this visitor"), url=preview_url, icon_name="view")
+            )
+        return buttons
 
     def get_page_subtitle(self):
         return self.object.display_name
@@ -357,7 +382,34 @@ class ProfileDetailView(InspectView):
                 "edit_url": self.get_edit_url(),
             }
         )
+        context.update(self.get_segments_context())
         return context
+
+    # Segments: which ones the visitor is in, and why (or why not) for the one chosen with ?segment=<id>.
+
+    segment_param = "segment"
+
+    def get_segments_context(self):
+        if not segment_views.user_can_view_segments(self.request.user):
+            return {}
+        profile = self.object
+        now = timezone.now()
+        segments = list(Segment.objects.order_by("name", "pk"))
+        memberships = segment_views.memberships(profile, segments, now)
+        url_finder = AdminURLFinder(self.request.user)
+        for membership in memberships:
+            membership.edit_url = url_finder.get_edit_url(membership.segment)
+        chosen_id = self.request.GET.get(self.segment_param, "")
+        chosen = next((s for s in segments if chosen_id.isdecimal() and s.pk == int(chosen_id)), None)
+        return {
+            "show_segments": True,
+            "segment_memberships": memberships,
+            "segment_member_count": sum(1 for membership in memberships if membership.is_member),
+            "segment_param": self.segment_param,
+            "chosen_segment": chosen,
+            "segment_explanation": segment_views.explain_membership(chosen, profile, now) if chosen else None,
+            "segment_not_found": bool(chosen_id) and chosen is None,
+        }
 
 
 class ProfileActionMixin(WagtailAdminTemplateMixin):

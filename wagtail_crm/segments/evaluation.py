@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from django.core.cache import caches
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from wagtail_crm.conf import get_setting
-from wagtail_crm.segments.rules import EvaluationContext
+from wagtail_crm.segments.rules import MATCH_NONE, EvaluationContext
 
 logger = logging.getLogger("wagtail_crm.segments")
 
@@ -39,8 +40,18 @@ def _rules(stream):
     return [(child.block, child.value) for child in stream]
 
 
+def unknown_rule_types(segment):
+    """Rule types stored in ``segment`` that are no longer registered (the segment then matches nobody)."""
+    return [
+        *getattr(segment.rules, "unknown_rule_types", ()),
+        *getattr(segment.exclude_rules, "unknown_rule_types", ()),
+    ]
+
+
 def segment_matches(segment, context):
     """Python verdict: the rules (ALL or ANY) pass and no exclude rule does. No rules: everyone."""
+    if unknown_rule_types(segment):
+        return False
     rules = _rules(segment.rules)
     if rules:
         verdicts = (block.matches(value, context) for block, value in rules)
@@ -52,6 +63,8 @@ def segment_matches(segment, context):
 
 def segment_q(segment, now=None):
     """SQL verdict: a ``Q`` over ``VisitorProfile`` for the same definition as :func:`segment_matches`."""
+    if unknown_rule_types(segment):
+        return MATCH_NONE
     context = EvaluationContext(None, now=now)
     q = Q()
     rules = _rules(segment.rules)
@@ -86,6 +99,15 @@ def explain(segment, context):
     results += [
         RuleResult(block.describe(value), block.matches(value, context), True)
         for block, value in _rules(segment.exclude_rules)
+    ]
+    results += [
+        RuleResult(
+            _("A rule of type “%(type)s”, which is no longer registered: the segment matches nobody.")
+            % {"type": rule_type},
+            False,
+            False,
+        )
+        for rule_type in unknown_rule_types(segment)
     ]
     return results
 
@@ -129,6 +151,12 @@ def _load(version):
 
     segments = list(Segment.objects.filter(active=True).order_by("name", "pk"))
     for segment in segments:
+        if unknown_rule_types(segment):
+            logger.warning(
+                "Segment %r uses rule types that are not registered (%s): it matches nobody",
+                segment.slug,
+                ", ".join(map(str, unknown_rule_types(segment))),
+            )
         # Parse the rules now, once per process, not on every request.
         _rules(segment.rules)
         _rules(segment.exclude_rules)

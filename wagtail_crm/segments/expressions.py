@@ -115,7 +115,7 @@ class DailySum(_VendorExpression):
 
 
 class FactText(_VendorExpression):
-    """The text at ``facts[*keys]``, '' where missing."""
+    """The string at ``facts[*keys]``; '' where it is missing or not a string (as the Python side reads it)."""
 
     def __init__(self, *keys, source="facts"):
         super().__init__(source, output_field=TextField())
@@ -123,12 +123,18 @@ class FactText(_VendorExpression):
 
     def as_postgresql(self, compiler, connection):
         sql, params = self._source_sql(compiler, connection)
-        return f"COALESCE({sql} #>> %s, '')", [*params, self.keys]
+        return (
+            f"(CASE WHEN jsonb_typeof({sql} #> %s) = 'string' THEN {sql} #>> %s ELSE '' END)",
+            [*params, self.keys, *params, self.keys],
+        )
 
     def as_sqlite(self, compiler, connection):
         sql, params = self._source_sql(compiler, connection)
-        # JSON_EXTRACT returns numbers as numbers; concatenating '' makes every value text, as #>> does.
-        return f"COALESCE(JSON_EXTRACT({sql}, %s) || '', '')", [*params, sqlite_json_path(self.keys)]
+        path = sqlite_json_path(self.keys)
+        return (
+            f"(CASE WHEN JSON_TYPE({sql}, %s) = 'text' THEN JSON_EXTRACT({sql}, %s) ELSE '' END)",
+            [*params, path, *params, path],
+        )
 
 
 class SurveyAnswered(_VendorExpression):
@@ -152,14 +158,17 @@ class SurveyAnswered(_VendorExpression):
 
     def as_sqlite(self, compiler, connection):
         sql, params = self._source_sql(compiler, connection)
-        path = sqlite_json_path(["survey", self.question])
+        # Questions are free text: match the key as a value instead of quoting it into a JSON path (SQLite's
+        # path syntax has no escape for a double quote inside a key).
+        question = f"SELECT 1 FROM JSON_EACH({sql}, '$.survey') AS question WHERE question.key = %s"
         if self.answer is None:
-            return f"(JSON_TYPE({sql}, %s) IS NOT NULL)", [*params, path]
-        # JSON_EACH over a string yields that string; over an array, its items.
+            return f"EXISTS ({question})", [*params, self.question]
+        # A text answer is itself; a multiple choice (an array) matches when it holds the answer.
         return (
-            f"EXISTS (SELECT 1 FROM JSON_EACH({sql}, %s) AS answer "
-            f"WHERE answer.type = 'text' AND answer.value = %s)",
-            [*params, path, str(self.answer)],
+            f"EXISTS ({question} AND ((question.type = 'text' AND question.value = %s) OR "
+            f"(question.type = 'array' AND EXISTS (SELECT 1 FROM JSON_EACH(question.value) AS answer "
+            f"WHERE answer.type = 'text' AND answer.value = %s))))",
+            [*params, self.question, str(self.answer), str(self.answer)],
         )
 
 

@@ -5,6 +5,8 @@ the field is first used, and it deconstructs without them: the rule types a site
 as a migration of ``wagtail_crm`` (rules are stored as JSON either way).
 """
 
+import json
+
 from wagtail.blocks import StreamBlock
 from wagtail.fields import StreamField
 
@@ -16,6 +18,24 @@ class RuleStreamBlock(StreamBlock):
 
             local_blocks = get_rule_blocks()
         super().__init__(local_blocks, **kwargs)
+
+    def to_python(self, value):
+        # Wagtail drops blocks of a type it does not know. A rule type that is no longer registered must not
+        # silently widen a segment to everyone: remember which types were dropped, and evaluation fails closed.
+        result = super().to_python(value)
+        raw = value
+        if isinstance(raw, str) and raw:
+            try:
+                raw = json.loads(raw)
+            except ValueError:
+                raw = []
+        if isinstance(raw, list):
+            result.unknown_rule_types = [
+                item.get("type")
+                for item in raw
+                if isinstance(item, dict) and item.get("type") not in self.child_blocks
+            ]
+        return result
 
     def deconstruct(self):
         return ("wagtail_crm.segments.fields.RuleStreamBlock", (), {})

@@ -253,6 +253,7 @@ class VisitorTypeRule(RuleBlock):
         return str(_("First-time visitor (first visit)"))
 
     class Meta:
+        label_format = "{visitor}"
         label = _("First-time or returning")
         group = _("Visits")
         icon = "user"
@@ -277,6 +278,7 @@ class VisitCountRule(RuleBlock):
         }
 
     class Meta:
+        label_format = "{operator} {count}"
         label = _("Number of visits")
         group = _("Visits")
         icon = "repeat"
@@ -307,6 +309,7 @@ class DaysSinceLastVisitRule(RuleBlock):
         return str(_("Last seen within %(days)s days")) % {"days": value["days"]}
 
     class Meta:
+        label_format = "{operator} {days} days ago"
         label = _("Days since last visit")
         group = _("Visits")
         icon = "time"
@@ -380,6 +383,7 @@ class CampaignRule(RuleBlock):
         }
 
     class Meta:
+        label_format = "{parameter} {operator} “{value}”, {touch}"
         label = _("Campaign (UTM)")
         group = _("Where they came from")
         icon = "link"
@@ -408,6 +412,7 @@ class ReferrerRule(RuleBlock):
         }
 
     class Meta:
+        label_format = "“{host}”, {touch}"
         label = _("Referring site")
         group = _("Where they came from")
         icon = "site"
@@ -443,6 +448,7 @@ class OfferCodeRule(RuleBlock):
         return str(_("Arrived with an offer code (%(touch)s)")) % {"touch": dict(TOUCHES)[value["touch"]]}
 
     class Meta:
+        label_format = "{code} {touch}"
         label = _("Offer code")
         group = _("Where they came from")
         icon = "tag"
@@ -471,6 +477,7 @@ class LoggedInRule(RuleBlock):
         return str(_("Has no account"))
 
     class Meta:
+        label_format = "{state}"
         label = _("Logged in")
         group = _("Who they are")
         icon = "user"
@@ -537,6 +544,7 @@ class GroupRule(RuleBlock):
         return str(_("Member of the group “%(group)s”")) % {"group": name or _("(deleted group)")}
 
     class Meta:
+        label_format = "{group}"
         label = _("User group")
         group = _("Who they are")
         icon = "group"
@@ -557,6 +565,7 @@ class ConsentRule(RuleBlock):
         return str(_("Has given consent to be contacted by %(channel)s")) % {"channel": value["channel"]}
 
     class Meta:
+        label_format = "{channel}"
         label = _("Consent")
         group = _("Who they are")
         icon = "tick-inverse"
@@ -607,6 +616,7 @@ class PageViewsRule(RuleBlock):
         }
 
     class Meta:
+        label_format = "{page} ×{count} {within_days}"
         label = _("Pages viewed")
         group = _("What they did")
         icon = "doc-full"
@@ -657,6 +667,7 @@ class PurchasesRule(RuleBlock):
         }
 
     class Meta:
+        label_format = "{measure} {amount} {within_days}"
         label = _("Purchases")
         group = _("What they did")
         icon = "pick"
@@ -716,6 +727,7 @@ class ActivityRule(RuleBlock):
         }
 
     class Meta:
+        label_format = "{kind}{custom_kind} ×{count} {within_days}"
         label = _("Activity")
         group = _("What they did")
         icon = "history"
@@ -739,6 +751,7 @@ class AbandonedCheckoutRule(RuleBlock):
         return str(_("Abandoned a checkout%(window)s")) % {"window": _window_text(value["within_days"])}
 
     class Meta:
+        label_format = "within {within_days} days"
         label = _("Abandoned checkout")
         group = _("What they did")
         icon = "warning"
@@ -775,6 +788,7 @@ class SurveyAnswerRule(RuleBlock):
         return str(_("Answered “%(question)s”")) % value
 
     class Meta:
+        label_format = "{question}: {answer}"
         label = _("Survey answer")
         group = _("What they did")
         icon = "form"
@@ -801,6 +815,7 @@ class PointsRule(RuleBlock):
         }
 
     class Meta:
+        label_format = "{operator} {points}"
         label = _("Loyalty points")
         group = _("Loyalty")
         icon = "pick"
@@ -810,7 +825,7 @@ class TierRule(RuleBlock):
     tier = blocks.CharBlock(max_length=100, label=_("loyalty tier"), help_text=_("Not case-sensitive."))
 
     def matches(self, value, context):
-        tier = (context.profile.facts or {}).get("tier")
+        tier = (context.profile.facts or {}).get("tier")  # a tier that is not text is no tier (as in SQL)
         return isinstance(tier, str) and fold(tier) == fold(value["tier"])
 
     def as_q(self, value, context):
@@ -820,6 +835,7 @@ class TierRule(RuleBlock):
         return str(_("Loyalty tier is “%(tier)s”")) % value
 
     class Meta:
+        label_format = "{tier}"
         label = _("Loyalty tier")
         group = _("Loyalty")
         icon = "pick"
@@ -885,6 +901,7 @@ class TimeWindowRule(RuleBlock):
         return str(_("Now is %(window)s (site time)")) % {"window": " ".join(parts)}
 
     class Meta:
+        label_format = "{days} {start}–{end}"
         label = _("Day and time")
         group = _("When")
         icon = "calendar"
@@ -922,7 +939,20 @@ def get_rule_blocks():
     rules = dict(BUILTIN_RULES)
     for hook in hooks.get_hooks(RULE_HOOK):
         registered = hook()
-        for name, block in [registered] if isinstance(registered, tuple) else registered:
+        pairs = [registered] if isinstance(registered, tuple) else registered
+        if not isinstance(pairs, list | tuple) or not all(
+            isinstance(pair, tuple) and len(pair) == 2 for pair in pairs
+        ):
+            raise ImproperlyConfigured(
+                f"{RULE_HOOK}: {hook.__module__}.{hook.__qualname__} must return a (name, RuleBlock instance) "
+                f"pair or a list of them, not {registered!r}."
+            )
+        for name, block in pairs:
+            if isinstance(block, type) and issubclass(block, RuleBlock):
+                raise ImproperlyConfigured(
+                    f"{RULE_HOOK}: {name!r} is the class {block.__name__}; register an instance: "
+                    f"({name!r}, {block.__name__}())."
+                )
             if not isinstance(block, RuleBlock):
                 raise ImproperlyConfigured(
                     f"{RULE_HOOK}: {name!r} must be a wagtail_crm.segments.rules.RuleBlock instance, "

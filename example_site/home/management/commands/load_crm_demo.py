@@ -1,7 +1,7 @@
-"""``manage.py load_crm_demo``: the demo page tree, an admin login and a few hundred CRM visitors.
+"""``manage.py load_crm_demo``: the demo page tree, an admin login, a few hundred CRM visitors and segments.
 
-Safe to run again: pages, users and visitors that already exist are kept as they are (an editor's changes
-survive), and only what is missing is added. ``--visitors 500`` after a first run with 300 adds 200.
+Safe to run again: pages, users, visitors and segments that already exist are kept as they are (an editor's
+changes survive), and only what is missing is added. ``--visitors 500`` after a first run with 300 adds 200.
 """
 
 import time
@@ -14,12 +14,15 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django.db.models import Count
 from django.utils import timezone
+from wagtail.actions.create import CreateAction
 from wagtail.models import Page, Site
 
 from home import demo_data
 from home.models import ContentPage, HomePage
 from wagtail_crm.profiles.ingest import ingest_events
 from wagtail_crm.profiles.models import Interaction, VisitorProfile
+from wagtail_crm.segments.jobs import count_segments
+from wagtail_crm.segments.models import Segment
 
 ADMIN_USERNAME = "admin"
 ADMIN_PASSWORD = "changeme"
@@ -32,7 +35,8 @@ BATCH_EVENTS = 2000
 class Command(BaseCommand):
     help = (
         "Load the wagtail_crm demo: pages, the default site, an admin login (admin / changeme, for local "
-        "demos only) and demo visitors with campaign attribution and timelines. Safe to run again."
+        "demos only), demo visitors with campaign attribution and timelines, and audience segments. "
+        "Safe to run again."
     )
 
     def add_arguments(self, parser):
@@ -50,7 +54,12 @@ class Command(BaseCommand):
         pages, pages_created = self.load_pages()
         admin = self.load_admin()
         added, kept = self.load_visitors(visitors, pages, admin)
-        self.print_summary(pages, pages_created, added, kept, time.monotonic() - started)
+        segments_created = self.load_segments(pages, admin)
+        # The admin listing shows stored counts: count now rather than on the first visit to the listing.
+        member_counts = count_segments()
+        self.print_summary(
+            pages, pages_created, added, kept, segments_created, member_counts, time.monotonic() - started
+        )
 
     # -- pages ----------------------------------------------------------------------------------------
 
@@ -213,9 +222,22 @@ class Command(BaseCommand):
         fields += ["email_consent", "email_consent_at", "phone_consent", "phone_consent_at"]
         VisitorProfile.objects.bulk_update(changed, fields, batch_size=500)
 
+    # -- segments -------------------------------------------------------------------------------------
+
+    def load_segments(self, pages, admin):
+        """Create the demo segments that are missing, as the admin would; returns how many were created."""
+        created = 0
+        for slug, fields in demo_data.segments(pages).items():
+            if Segment.objects.filter(slug=slug).exists():
+                continue  # an editor may have changed it: keep their version
+            # Validated, saved with a first revision and logged as created by admin, like the admin's form.
+            CreateAction(Segment(slug=slug, **fields), user=admin).execute(skip_permission_checks=True)
+            created += 1
+        return created
+
     # -- summary --------------------------------------------------------------------------------------
 
-    def print_summary(self, pages, pages_created, added, kept, seconds):
+    def print_summary(self, pages, pages_created, added, kept, segments_created, member_counts, seconds):
         write = self.stdout.write
         style = self.style
         profiles = VisitorProfile.objects.filter(merged_into__isnull=True)
@@ -232,6 +254,7 @@ class Command(BaseCommand):
         )
         if kinds:
             write("  By kind: " + ", ".join(f"{n} {kind}" for kind, n in kinds.most_common()))
+        self.print_segments(segments_created, member_counts)
         write(f"  Took {seconds:.1f} s")
         write("")
         write(style.SUCCESS("Admin login: http://127.0.0.1:8000/admin/  username: admin  password: changeme"))
@@ -242,3 +265,13 @@ class Command(BaseCommand):
                 "This login is for a local demo only: never load the demo on a site reachable by others."
             )
         )
+
+    def print_segments(self, created, member_counts):
+        write = self.stdout.write
+        segments = list(Segment.objects.order_by("name"))
+        write(f"  Segments: {created} created, {len(segments) - created} already there (CRM › Segments)")
+        for segment in segments:
+            line = f"    {segment.name}: {member_counts.get(segment.pk, 0)} members"
+            if any(child.block_type == "time_window" for child in segment.rules):
+                line += " now (a day-and-time rule: the count depends on when it is counted)"
+            write(line)
