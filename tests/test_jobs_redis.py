@@ -220,3 +220,30 @@ def test_a_long_drain_hands_the_rest_of_the_backlog_to_a_new_job(transactional_d
     run_worker()
     assert Interaction.objects.count() == 5
     assert events.buffered_count() == 0
+
+
+def test_saving_a_segment_queues_its_count_and_a_real_worker_stores_it(transactional_db, queued):
+    from wagtail_crm.segments.models import Segment, SegmentMemberCount
+
+    for source in ("newsletter", "newsletter", "google"):
+        VisitorProfile.objects.create(first_utm_source=source)
+    segment = Segment.objects.create(
+        name="Newsletter readers",
+        slug="newsletter-readers",
+        rules=[
+            {
+                "type": "campaign",
+                "value": {
+                    "parameter": "utm_source",
+                    "touch": "first",
+                    "operator": "equals",
+                    "value": "Newsletter",
+                },
+            }
+        ],
+    )
+    assert queued.count == 1  # counted on the worker, not in the editor's request
+    assert not SegmentMemberCount.objects.exists()
+    run_worker()
+    counted = SegmentMemberCount.objects.get(segment=segment)
+    assert counted.count == 2 and counted.counted_at is not None
