@@ -10,8 +10,11 @@ the RQ worker), so there is normally no need to set them by hand:
   otherwise the default inline mode (each page view written in the request).
 - ``BENCH_PLAIN=1``: plain Wagtail, without ``wagtail_crm`` (and django-rq) installed at all.
 - ``BENCH_INGEST_BATCH_SIZE``: override ``WAGTAIL_CRM["INGEST_BATCH_SIZE"]``.
+- ``BENCH_SEGMENTS=1``: the content page template also lists the segments the visitor is in
+  (``benchmarks/templates/home/content_page.html``, used by ``benchmarks/segments_render.py``).
 """
 
+import copy
 import os
 import sys
 import tempfile
@@ -24,6 +27,7 @@ if str(REPO_ROOT / "example_site") not in sys.path:
 
 from example_site.settings.base import *  # noqa: E402, F403
 from example_site.settings.base import INSTALLED_APPS, MIDDLEWARE  # noqa: E402
+from example_site.settings.base import TEMPLATES as SITE_TEMPLATES  # noqa: E402
 
 DEBUG = False
 SECRET_KEY = "wagtail-crm-benchmarks-not-secret"
@@ -77,6 +81,13 @@ if os.environ.get("BENCH_PLAIN") == "1":
     INSTALLED_APPS = [app for app in INSTALLED_APPS if app not in ("wagtail_crm", "django_rq")]
     MIDDLEWARE = [m for m in MIDDLEWARE if not m.startswith("wagtail_crm.")]
     ROOT_URLCONF = "benchmarks.urls_plain"
+
+if os.environ.get("BENCH_SEGMENTS") == "1":
+    # The benchmarks' own templates first: home/content_page.html extends the example site's and adds the
+    # visitor's segments, through the ``bench_segments`` tag library (plain Wagtail: an empty list).
+    TEMPLATES = copy.deepcopy(SITE_TEMPLATES)
+    TEMPLATES[0]["DIRS"] = [REPO_ROOT / "benchmarks" / "templates", *TEMPLATES[0]["DIRS"]]
+    TEMPLATES[0]["OPTIONS"]["libraries"] = {"bench_segments": "benchmarks.bench_segments_tags"}
 
 LOGGING = {
     "version": 1,

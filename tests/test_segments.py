@@ -339,3 +339,19 @@ def test_a_rule_type_that_is_no_longer_registered_makes_the_segment_match_nobody
     assert not segment.members().exists()
     assert segment.explain(profile)[-1].description.startswith("A rule of type “retired_rule”")
     assert my_segments(client) == []
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("connections", [1, 3])
+def test_counting_on_several_connections_gives_the_same_counts(settings, connections):
+    from wagtail_crm.segments.jobs import count_segments
+
+    settings.WAGTAIL_CRM = {"SEGMENT_COUNT_CONNECTIONS": connections}
+    VisitorProfile.objects.bulk_create(
+        VisitorProfile(visit_count=index % 5, email_consent=index % 3 == 0) for index in range(50)
+    )
+    returning = make_segment("returning", rule("visitor_type", visitor="returning"))
+    consenting = make_segment("consenting", rule("consent", channel="email"))
+    empty = make_segment("nobody", rule("visit_count", operator="gte", count=99))
+    assert count_segments() == {returning.pk: 30, consenting.pk: 17, empty.pk: 0}
+    assert returning.member_count.count == 30

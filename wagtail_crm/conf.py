@@ -55,6 +55,8 @@ DEFAULTS = {
     "SEGMENT_CACHE_CHECK_INTERVAL": 5,
     # The Django cache (a key of CACHES) that holds the segment cache version. Share it between processes.
     "CACHE_ALIAS": "default",
+    # Segment counts on PostgreSQL: connections that count ranges of profiles at the same time (one core each).
+    "SEGMENT_COUNT_CONNECTIONS": 1,
     # Admin: the segment listing queues a recount of counts older than this many seconds.
     "SEGMENT_COUNT_MAX_AGE": 60 * 60,
     # Admin: timeline entries per page on a profile's detail view.

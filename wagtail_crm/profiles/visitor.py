@@ -148,6 +148,8 @@ def get_visitor(request):
     if visitor is None:
         # Wagtail's preview requests (``is_dummy``) carry the editor's cookies: preview them as a visitor in no
         # segment, never tracked, unless a preview installed a visitor of its own (see segments/preview.py).
-        visitor = PreviewVisitor(request, segments=[]) if getattr(request, "is_dummy", False) else Visitor(request)
+        visitor = (
+            PreviewVisitor(request, segments=[]) if getattr(request, "is_dummy", False) else Visitor(request)
+        )
         setattr(request, REQUEST_ATTRIBUTE, visitor)
     return visitor

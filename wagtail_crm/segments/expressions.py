@@ -11,14 +11,11 @@ with a text parameter as "always smaller".
 """
 
 import json
-import string
 
 from django.db import NotSupportedError
 from django.db.models import BooleanField, Expression, F, FloatField, TextField
 
-ASCII_UPPER = string.ascii_uppercase
-ASCII_LOWER = string.ascii_lowercase
-_FOLD = str.maketrans(ASCII_UPPER, ASCII_LOWER)
+_FOLD = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 
 def fold(text):
@@ -93,12 +90,14 @@ class DailySum(_VendorExpression):
 
     def as_postgresql(self, compiler, connection):
         sql, params = self._source_sql(compiler, connection)
-        total = "SUM((day.value #>> %s)::numeric)"
-        if self.money:
-            total = f"ROUND({total}, 2)"
-        # jsonb_each of a missing "daily" (NULL) is no rows.
+        # Counts are whole numbers: float8 sums them exactly and faster than numeric. Money is summed exactly.
+        total = (
+            "ROUND(SUM((day.value #>> %s)::numeric), 2)" if self.money else "SUM((day.value #>> %s)::float8)"
+        )
+        # jsonb_each of NULL (no "daily", or an empty one) is no rows, without looking at a single day.
         return (
-            f"COALESCE((SELECT {total} FROM jsonb_each({sql} -> 'daily') AS day WHERE day.key >= %s), 0)::float8",
+            f"COALESCE((SELECT {total} FROM jsonb_each(NULLIF({sql} -> 'daily', '{{}}'::jsonb)) AS day "
+            f"WHERE day.key >= %s), 0)::float8",
             [self.keys, *params, self.since_day],
         )
 
@@ -179,8 +178,10 @@ class AsciiLower(_VendorExpression):
         super().__init__(source, output_field=TextField())
 
     def as_postgresql(self, compiler, connection):
+        # Under the "C" collation LOWER() folds A-Z only, whatever the database's locale (and it is ~10 times
+        # cheaper than TRANSLATE over the same letters).
         sql, params = self._source_sql(compiler, connection)
-        return f"TRANSLATE({sql}, '{ASCII_UPPER}', '{ASCII_LOWER}')", params
+        return f'LOWER(({sql})::text COLLATE "C")', params
 
     def as_sqlite(self, compiler, connection):
         # SQLite's LOWER() folds ASCII letters only (unless built with ICU, which Python's sqlite3 is not).

@@ -1,12 +1,16 @@
 """Background work for segments: member counts (one pass over the profiles for many segments)."""
 
 import logging
+import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 
-from django.db.models import Count
+from django.db import connections
+from django.db.models import Count, Max, Min
 from django.utils import timezone
 
 from wagtail_crm import jobs
+from wagtail_crm.conf import get_setting
 
 logger = logging.getLogger("wagtail_crm.segments")
 
@@ -29,8 +33,8 @@ def count_segments(segment_ids=None):
     for start in range(0, len(segments), SEGMENTS_PER_QUERY):
         chunk = segments[start : start + SEGMENTS_PER_QUERY]
         began = time.monotonic()
-        totals = profiles.aggregate(
-            **{f"s{segment.pk}": Count("pk", filter=segment.as_q(now=now)) for segment in chunk}
+        totals = _aggregate(
+            profiles, {f"s{segment.pk}": Count("pk", filter=segment.as_q(now=now)) for segment in chunk}
         )
         duration = time.monotonic() - began
         for segment in chunk:
@@ -42,6 +46,33 @@ def count_segments(segment_ids=None):
             counted[segment.pk] = count
     logger.info("Counted %d segments", len(counted))
     return counted
+
+
+def _aggregate(profiles, counts):
+    """``profiles.aggregate(**counts)``, split into id ranges counted at once on several connections.
+
+    One scan of the profiles evaluates every segment's conditions in one process; with
+    ``SEGMENT_COUNT_CONNECTIONS`` above 1 (PostgreSQL), that many connections each scan a range of ids, so a
+    database with free cores counts that many times faster. Each range is its own snapshot: a count taken while
+    profiles change may be off by what changed during the count, as any count of a busy table is.
+    """
+    workers = get_setting("SEGMENT_COUNT_CONNECTIONS")
+    if workers <= 1 or connections[profiles.db].vendor != "postgresql":
+        return profiles.aggregate(**counts)
+    bounds = profiles.aggregate(first=Min("pk"), last=Max("pk"))
+    if bounds["first"] is None:
+        return profiles.aggregate(**counts)
+    step = math.ceil((bounds["last"] - bounds["first"] + 1) / workers)
+
+    def count_range(start):
+        try:
+            return profiles.filter(pk__gte=start, pk__lt=start + step).aggregate(**counts)
+        finally:
+            connections.close_all()  # this thread's own connections
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        parts = list(pool.map(count_range, range(bounds["first"], bounds["last"] + 1, step)))
+    return {name: sum(part[name] for part in parts) for name in counts}
 
 
 def enqueue_count(segment_ids=None):

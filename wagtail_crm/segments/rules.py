@@ -535,7 +535,9 @@ class GroupRule(RuleBlock):
         group_id = _group_id(value)
         if group_id is None or not hasattr(get_user_model(), "groups"):
             return MATCH_NONE
-        return Q(self._membership(group_id))
+        # A semi-join: counted once for all profiles, not probed per profile like the EXISTS above.
+        through = get_user_model().groups.through
+        return Q(user_id__in=through.objects.filter(group_id=group_id).values("user_id"))
 
     def describe(self, value):
         from django.contrib.auth.models import Group
