@@ -15,13 +15,13 @@ groups, and a few merged-away profiles. Then it stores the 20 segments of ``benc
 
 It checks that both give the same counts, and that for ``--sample`` random profiles the Python verdict
 (``segment.matches``) equals the SQL membership. ``--explain`` prints the plan of the one-pass query
-(``EXPLAIN ANALYZE``); ``--experiments`` measures prototypes of possible speed-ups (SQL written here, in the
-benchmark: the package is not changed) and checks each gives the same counts.
+(``EXPLAIN ANALYZE``). ``--connections N`` counts on N connections at once (``SEGMENT_COUNT_CONNECTIONS``).
 
     python benchmarks/segment_counts.py                          # 100,000 and 1,000,000 profiles
     python benchmarks/segment_counts.py --profiles 100000        # one size
     python benchmarks/segment_counts.py --keep                   # keep the databases for the next run
-    python benchmarks/segment_counts.py --explain --experiments  # where the time goes, and what would help
+    python benchmarks/segment_counts.py --explain                # where the time goes
+    python benchmarks/segment_counts.py --connections 2          # count ranges of profiles on two connections
 
 Generated databases are reused by the next run when kept (``--keep``), otherwise dropped at the end.
 """
@@ -511,9 +511,17 @@ def capture_sql(func):
 
 def count_query_sql():
     """The one aggregate query ``count_segments()`` runs, as executed (parameters inlined)."""
+    from django.conf import settings
+
     from wagtail_crm.segments.jobs import count_segments
 
-    _, statements = capture_sql(count_segments)
+    # On one connection, so that the query runs where it can be captured (this is the untimed pass).
+    configured = settings.WAGTAIL_CRM
+    settings.WAGTAIL_CRM = {**configured, "SEGMENT_COUNT_CONNECTIONS": 1}
+    try:
+        _, statements = capture_sql(count_segments)
+    finally:
+        settings.WAGTAIL_CRM = configured
     aggregates = [sql for sql in statements if sql.startswith("SELECT COUNT(") and "FILTER (WHERE" in sql]
     assert len(aggregates) == 1, f"expected one aggregate query, got {len(aggregates)}"
     return aggregates[0]
@@ -641,10 +649,6 @@ def measure(size, args):
     if args.explain:
         print(f"\nEXPLAIN ANALYZE of the one-pass count query, {size:,} profiles:")
         print(explain(count_query_sql()))
-    if args.experiments:
-        from benchmarks import _count_experiments
-
-        result["experiments"] = _count_experiments.run(segments, counts, args)
     assert Segment.objects.filter(slug__startswith=_segments.SLUG_PREFIX).count() == 20
     return result
 
@@ -716,11 +720,6 @@ def report(args, results, generation):
                 f"x 20 segments ({memberships:,} memberships): "
                 + ("all equal" if not mismatches else f"{len(mismatches)} MISMATCHES, e.g. {mismatches[:5]}")
             )
-    for result in results:
-        if "experiments" in result:
-            from benchmarks import _count_experiments
-
-            _count_experiments.report(result["size"], result["experiments"])
 
 
 def main():
@@ -746,11 +745,6 @@ def main():
         help="WAGTAIL_CRM['SEGMENT_COUNT_CONNECTIONS'] for count_segments() (default 1)",
     )
     parser.add_argument("--explain", action="store_true", help="print EXPLAIN ANALYZE of the count query")
-    parser.add_argument(
-        "--experiments",
-        action="store_true",
-        help="measure prototypes of speed-ups (see _count_experiments.py)",
-    )
     parser.add_argument("--keep", action="store_true", help="keep the databases (a later run reuses them)")
     parser.add_argument("--fresh", action="store_true", help="generate the profiles again even if kept")
     parser.add_argument(
