@@ -355,3 +355,51 @@ def test_counting_on_several_connections_gives_the_same_counts(settings, connect
     empty = make_segment("nobody", rule("visit_count", operator="gte", count=99))
     assert count_segments() == {returning.pk: 30, consenting.pk: 17, empty.pk: 0}
     assert returning.member_count.count == 30
+
+
+class BrokenCache:
+    """A cache backend whose server is down."""
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def close(self, **kwargs):  # Django closes every cache after each request
+        pass
+
+    def __getattr__(self, name):
+        def fail(*args, **kwargs):
+            raise ConnectionError("cache server unreachable")
+
+        return fail
+
+
+@pytest.mark.django_db
+def test_a_cache_outage_does_not_break_pages(client, caplog):
+    make_segment("first-time", rule("visitor_type", visitor="first_time"))
+    with override_settings(
+        CACHES={
+            "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+            "broken": {"BACKEND": "tests.test_segments.BrokenCache"},
+        },
+        WAGTAIL_CRM={"CACHE_ALIAS": "broken", "SEGMENT_CACHE_CHECK_INTERVAL": 0},
+    ):
+        assert my_segments(client) == ["first-time"]
+        make_segment("returning", rule("visitor_type", visitor="returning"))
+        assert my_segments(client, HTTP_X_NEW="1") == [
+            "first-time"
+        ]  # reloaded: "returning" is there, not matched
+        assert [s.slug for s in evaluation.active_segments()] == ["first-time", "returning"]
+    assert "Could not read the segment cache version" in caplog.text
+
+
+@pytest.mark.django_db
+def test_a_rule_that_fails_leaves_the_visitor_out_of_that_segment_only(client, caplog, monkeypatch):
+    make_segment("first-time", rule("visitor_type", visitor="first_time"))
+    make_segment("survey", rule("survey_answer", question="colour", answer="red"))
+
+    def broken(self, value, context):
+        raise RuntimeError("bug in a rule")
+
+    monkeypatch.setattr(type(RULES["survey_answer"]), "matches", broken)
+    assert my_segments(client) == ["first-time"]
+    assert "Could not evaluate segment 'survey'" in caplog.text

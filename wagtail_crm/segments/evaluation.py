@@ -137,13 +137,18 @@ def _cache():
 
 
 def _current_version():
-    cache = _cache()
-    version = cache.get(CACHE_VERSION_KEY)
-    if version is None:
-        # First process up, or the cache was flushed: agree on a version (another process may win the add).
-        cache.add(CACHE_VERSION_KEY, uuid.uuid4().hex, None)
+    try:
+        cache = _cache()
         version = cache.get(CACHE_VERSION_KEY)
-    return version
+        if version is None:
+            # First process up, or the cache was flushed: agree on a version (another process may win the add).
+            cache.add(CACHE_VERSION_KEY, uuid.uuid4().hex, None)
+            version = cache.get(CACHE_VERSION_KEY)
+        return version
+    except Exception:
+        # A cache outage must not take pages down: without a version, segments reload at every interval.
+        logger.warning("Could not read the segment cache version", exc_info=True)
+        return None
 
 
 def _load(version):
@@ -210,4 +215,14 @@ def segments_for(request):
 def evaluate_visitor(visitor, request):
     """The live segments ``visitor`` (whose profile is loaded once) is in."""
     context = EvaluationContext(visitor.profile, request=request)
-    return [segment for segment in active_segments(context.now) if segment_matches(segment, context)]
+    return [segment for segment in active_segments(context.now) if _matches_safely(segment, context)]
+
+
+def _matches_safely(segment, context):
+    # A broken rule (a custom rule type's bug, say) leaves the visitor out of that segment and is logged: the
+    # visitor gets the page everyone else gets instead of an error page.
+    try:
+        return segment_matches(segment, context)
+    except Exception:
+        logger.exception("Could not evaluate segment %r for a visitor", segment.slug)
+        return False
