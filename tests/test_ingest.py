@@ -118,7 +118,9 @@ def test_merge_facts_adds_counts_and_keeps_the_latest_stamps():
 
 def test_merge_facts_adds_daily_purchases_and_page_views():
     target = {"daily": {"2026-01-05": {"@orders": 1, "@spend": 0.1, "@pages": {"3": 1}}}}
-    source = {"daily": {"2026-01-05": {"@orders": 2, "@spend": 0.7, "@pages": {"3": 2, "4": 1}}, "2026-01-06": {}}}
+    source = {
+        "daily": {"2026-01-05": {"@orders": 2, "@spend": 0.7, "@pages": {"3": 2, "4": 1}}, "2026-01-06": {}}
+    }
     merged = merge_facts(target, source)
     assert merged["daily"]["2026-01-05"] == {"@orders": 3, "@spend": 0.8, "@pages": {"3": 3, "4": 1}}
     assert isinstance(merged["daily"]["2026-01-05"]["@orders"], int)
