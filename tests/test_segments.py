@@ -403,3 +403,84 @@ def test_a_rule_that_fails_leaves_the_visitor_out_of_that_segment_only(client, c
     monkeypatch.setattr(type(RULES["survey_answer"]), "matches", broken)
     assert my_segments(client) == ["first-time"]
     assert "Could not evaluate segment 'survey'" in caplog.text
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("connections", [1, 2])
+def test_count_segments_agrees_with_members_and_with_python(settings, connections):
+    """count_segments() computes every window sum once per profile (PostgreSQL): same counts as one query per
+    segment, and as the Python verdicts."""
+    from wagtail_crm.segments.jobs import count_segments
+
+    settings.WAGTAIL_CRM = {"SEGMENT_COUNT_CONNECTIONS": connections}
+    now = timezone.now()
+    staff = Group.objects.create(name="Staff")
+    for index in range(40):
+        daily = {
+            (now - timedelta(days=ago)).date().isoformat(): {
+                "page_view": index % 4,
+                "checkout_abandoned": int((index + ago) % 5 == 0),
+                "@orders": index % 3,
+                "@spend": [0.1, 0.2, 0.7, 10.5][(index + ago) % 4],
+                "@pages": {"2": index % 5},
+            }
+            for ago in range(index % 6)
+        }
+        user = User.objects.create_user(f"u{index}") if index % 7 == 0 else None
+        if user and index % 14 == 0:
+            user.groups.add(staff)
+        VisitorProfile.objects.create(
+            user=user,
+            visit_count=index % 4,
+            first_utm_source=["News", "google", ""][index % 3],
+            facts={"daily": daily},
+        )
+    segments = [
+        make_segment("spend", rule("purchases", measure="spend", amount="0.8", within_days=3)),
+        make_segment("orders", rule("purchases", measure="orders", amount="2", within_days=2)),
+        make_segment(
+            "pages-or-views",
+            rule("page_views", page=2, count=4, within_days=4),
+            rule("activity", kind="page_view", custom_kind="", count=3, within_days=1),
+            match="any",
+            exclude=[rule("abandoned_checkout", within_days=2)],
+        ),
+        make_segment(
+            "staff-news",
+            rule("group", group=str(staff.pk)),
+            rule("campaign", parameter="utm_source", touch="first", operator="equals", value="news"),
+            match="any",
+        ),
+        make_segment("everyone"),
+        make_segment("nobody", rule("visit_count", operator="gte", count=99)),
+    ]
+    with CaptureQueriesContext(connection) as queries:
+        counts = count_segments()
+    if connection.vendor == "postgresql" and connections == 1:
+        assert any("CROSS JOIN LATERAL" in q["sql"] for q in queries.captured_queries)
+    assert 0 < counts[segments[0].pk] < 40 and 0 < counts[segments[2].pk] < 40
+    profiles = list(VisitorProfile.objects.all())
+    for segment in segments:
+        expected = sum(segment.matches(profile, now=now) for profile in profiles)
+        assert counts[segment.pk] == segment.members(now=now).count() == expected, segment.slug
+    assert counts[segments[-2].pk] == 40 and counts[segments[-1].pk] == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_count_segments_counts_a_rule_that_joins_other_tables(monkeypatch):
+    from django.db.models import Q
+
+    from wagtail_crm.segments.jobs import count_segments
+
+    # A custom rule may return a Q across a relation; the one-pass SQL cannot hold it, the ORM counts it.
+    monkeypatch.setattr(
+        type(RULES["logged_in"]),
+        "as_q",
+        lambda self, value, context: Q(user__email__endswith="@shop.example"),
+    )
+    for index, email in enumerate(["a@shop.example", "b@other.example", "c@shop.example"]):
+        VisitorProfile.objects.create(user=User.objects.create_user(f"p{index}", email=email))
+    VisitorProfile.objects.create()
+    staff = make_segment("staff", rule("logged_in", state="yes"))
+    windowed = make_segment("recent", rule("abandoned_checkout", within_days=3))
+    assert count_segments() == {staff.pk: 2, windowed.pk: 0}

@@ -11,6 +11,7 @@ with a text parameter as "always smaller".
 """
 
 import json
+from contextvars import ContextVar
 
 from django.db import NotSupportedError
 from django.db.models import BooleanField, Expression, F, FloatField, TextField
@@ -79,6 +80,12 @@ class FactNumber(_VendorExpression):
         return f"CAST(COALESCE({value}, 0) AS REAL)", [*params, sqlite_json_path(self.keys)]
 
 
+# While set (by ``count_segments()`` on PostgreSQL), DailySum compiles to a column of one lateral subquery that
+# computes every window sum of the query in a single pass over each profile's daily buckets; the dict collects
+# (keys, since_day, money) → column name.
+lateral_daily_columns = ContextVar("wagtail_crm_lateral_daily_columns", default=None)
+
+
 class DailySum(_VendorExpression):
     """The sum of ``facts["daily"][day][*keys]`` over the days on or after ``since_day`` (an ISO date)."""
 
@@ -89,6 +96,10 @@ class DailySum(_VendorExpression):
         self.money = money
 
     def as_postgresql(self, compiler, connection):
+        columns = lateral_daily_columns.get()
+        if columns is not None:
+            name = columns.setdefault((tuple(self.keys), self.since_day, self.money), f"d{len(columns)}")
+            return f'crm_daily."{name}"', []
         sql, params = self._source_sql(compiler, connection)
         # Counts are whole numbers: float8 sums them exactly and faster than numeric. Money is summed exactly.
         total = (
