@@ -91,16 +91,46 @@ class BenchEnvironment:
             flush_redis_keys(self.args.redis_url)
 
     def _pg_admin(self, sql):
-        import psycopg
+        pg_admin(self.args, sql)
 
-        args = self.args
-        params = {"host": args.pg_host, "port": args.pg_port, "dbname": "postgres"}
-        if args.pg_user:
-            params["user"] = args.pg_user
-        if args.pg_password:
-            params["password"] = args.pg_password
-        with psycopg.connect(**params, autocommit=True) as conn:
-            conn.execute(sql)
+
+def pg_admin(args, sql, fetch=False):
+    """Run ``sql`` on the server's ``postgres`` database (creating and dropping benchmark databases)."""
+    import psycopg
+
+    params = {"host": args.pg_host, "port": args.pg_port, "dbname": "postgres"}
+    if args.pg_user:
+        params["user"] = args.pg_user
+    if args.pg_password:
+        params["password"] = args.pg_password
+    with psycopg.connect(**params, autocommit=True) as conn:
+        cursor = conn.execute(sql)
+        return cursor.fetchall() if fetch else None
+
+
+def add_request_arguments(parser, *, n_help):
+    """The options of the benchmarks that time page requests (request_overhead.py, segments_render.py)."""
+    parser.add_argument("--n", type=int, default=2000, help=n_help)
+    parser.add_argument("--warmup", type=int, default=200, help="untimed requests first (default 200)")
+    parser.add_argument(
+        "--block", type=int, default=10, help="requests per block before switching (default 10)"
+    )
+    parser.add_argument(
+        "--count", type=int, default=20, help="requests in the query-counting pass (default 20)"
+    )
+    parser.add_argument("--path", default="/shop/shoes/", help="page to render (default /shop/shoes/)")
+    parser.add_argument("--visitors", type=int, default=300, help="demo visitors to load first (default 300)")
+    parser.add_argument(
+        "--inline",
+        action="store_true",
+        help="no queue configured: each page view is written to the database in the request",
+    )
+    parser.add_argument(
+        "--no-plain",
+        dest="plain",
+        action="store_false",
+        help="skip the plain-Wagtail (app not installed) subprocess",
+    )
 
 
 def redis_client(url):

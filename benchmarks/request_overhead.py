@@ -381,27 +381,7 @@ def report(args, mode, blocks, queries, configs, rounds, elapsed, views_recorded
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--n", type=int, default=2000, help="timed requests per configuration and visitor")
-    parser.add_argument("--warmup", type=int, default=200, help="untimed requests first (default 200)")
-    parser.add_argument(
-        "--block", type=int, default=10, help="requests per block before switching (default 10)"
-    )
-    parser.add_argument(
-        "--count", type=int, default=20, help="requests in the query-counting pass (default 20)"
-    )
-    parser.add_argument("--path", default="/shop/shoes/", help="page to render (default /shop/shoes/)")
-    parser.add_argument("--visitors", type=int, default=300, help="demo visitors to load first (default 300)")
-    parser.add_argument(
-        "--inline",
-        action="store_true",
-        help="no queue configured: each page view is written to the database in the request",
-    )
-    parser.add_argument(
-        "--no-plain",
-        dest="plain",
-        action="store_false",
-        help="skip the plain-Wagtail (app not installed) subprocess",
-    )
+    _common.add_request_arguments(parser, n_help="timed requests per configuration and visitor")
     parser.add_argument("--serve-plain", action="store_true", help=argparse.SUPPRESS)
     _common.add_db_arguments(parser, default_db="sqlite", default_pg_name="wagtail_crm_bench")
     args = parser.parse_args()

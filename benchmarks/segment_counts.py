@@ -310,17 +310,7 @@ class Databases:
         return f"{self.args.pg_name}_{size}"
 
     def admin(self, sql, fetch=False):
-        import psycopg
-
-        args = self.args
-        params = {"host": args.pg_host, "port": args.pg_port, "dbname": "postgres"}
-        if args.pg_user:
-            params["user"] = args.pg_user
-        if args.pg_password:
-            params["password"] = args.pg_password
-        with psycopg.connect(**params, autocommit=True) as conn:
-            cursor = conn.execute(sql)
-            return cursor.fetchall() if fetch else None
+        return _common.pg_admin(self.args, sql, fetch=fetch)
 
     def exists(self, size):
         rows = self.admin(f"SELECT 1 FROM pg_database WHERE datname = '{self.name(size)}'", fetch=True)

@@ -437,34 +437,14 @@ def report(args, blocks, queries, configs, rounds, elapsed, listed, cost):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--n", type=int, default=2000, help="timed requests per configuration (default 2000)")
-    parser.add_argument("--warmup", type=int, default=200, help="untimed requests first (default 200)")
-    parser.add_argument(
-        "--block", type=int, default=10, help="requests per block before switching (default 10)"
-    )
-    parser.add_argument(
-        "--count", type=int, default=20, help="requests in the query-counting pass (default 20)"
-    )
+    _common.add_request_arguments(parser, n_help="timed requests per configuration (default 2000)")
     parser.add_argument(
         "--eval-n", type=int, default=2000, help="evaluations per timing of the segments alone (default 2000)"
-    )
-    parser.add_argument("--path", default="/shop/shoes/", help="page to render (default /shop/shoes/)")
-    parser.add_argument("--visitors", type=int, default=300, help="demo visitors to load first (default 300)")
-    parser.add_argument(
-        "--inline",
-        action="store_true",
-        help="no queue configured: each page view is written to the database in the request",
     )
     parser.add_argument(
         "--prototype",
         action="store_true",
         help="also measure the page with the profile query compiled once (benchmarks/_profile_prototype.py)",
-    )
-    parser.add_argument(
-        "--no-plain",
-        dest="plain",
-        action="store_false",
-        help="skip the plain-Wagtail (app not installed) subprocess",
     )
     _common.add_db_arguments(parser, default_db="sqlite", default_pg_name="wagtail_crm_bench_segments")
     args = parser.parse_args()
