@@ -82,3 +82,14 @@ def fresh_segment_cache():
     invalidate_segment_cache()
     yield
     invalidate_segment_cache()
+
+
+@pytest.fixture
+def newsletter(db):
+    """A live segment of visitors whose first or last campaign source is "newsletter"."""
+    from wagtail_crm.segments.models import Segment
+
+    rule = {"parameter": "utm_source", "touch": "either", "operator": "equals", "value": "newsletter"}
+    return Segment.objects.create(
+        name="Newsletter readers", slug="newsletter-readers", rules=[{"type": "campaign", "value": rule}]
+    )

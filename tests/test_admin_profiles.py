@@ -80,7 +80,7 @@ def listed_names(response):
 # --- menu and listing -------------------------------------------------------------------------------------
 
 
-def test_crm_menu_group_holds_profiles_interactions_and_segments(admin_client, db):
+def test_crm_menu_group_holds_every_crm_area(admin_client, db):
     response = admin_client.get(reverse("wagtailadmin_home"))
     crm = next(item for item in sidebar_menu(response) if item["_args"][0]["name"] == "wagtail_crm")
     assert crm["_type"] == "wagtail.sidebar.SubMenuItem"
@@ -90,6 +90,8 @@ def test_crm_menu_group_holds_profiles_interactions_and_segments(admin_client, d
         "Profiles": url("index"),
         "Interactions": reverse("wagtail_crm_interactions:index"),
         "Segments": reverse("wagtail_crm_segments:list"),
+        "Offer codes": "/admin/crm/offer-codes/",
+        "Personalisation": "/admin/crm/personalisation/",
     }
 
 

@@ -6,7 +6,7 @@ The public API is importable from the package root. The functions are thin wrapp
 
 __version__ = "0.1.0"
 
-__all__ = ["get_visitor", "identify", "segments_for", "track"]
+__all__ = ["get_visitor", "identify", "redeem_offer_code", "segments_for", "track"]
 
 
 def get_visitor(request):
@@ -35,3 +35,10 @@ def segments_for(request):
     from wagtail_crm.segments.evaluation import segments_for as _segments_for
 
     return _segments_for(request)
+
+
+def redeem_offer_code(code, *, pool=None, profile=None):
+    """Mark an issued offer code as redeemed at checkout (and on the timeline). See the API reference."""
+    from wagtail_crm.content.offers import redeem_code
+
+    return redeem_code(code, pool=pool, profile=profile)

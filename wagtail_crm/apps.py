@@ -10,8 +10,10 @@ class WagtailCrmAppConfig(AppConfig):
 
     def ready(self):
         from wagtail_crm import checks  # noqa: F401  (registers system checks)
+        from wagtail_crm.content.signal_handlers import register_signal_handlers as register_offer_handlers
         from wagtail_crm.profiles.signal_handlers import register_signal_handlers
         from wagtail_crm.segments.signal_handlers import register_signal_handlers as register_segment_handlers
 
         register_signal_handlers()
         register_segment_handlers()
+        register_offer_handlers()

@@ -59,6 +59,18 @@ DEFAULTS = {
     "SEGMENT_COUNT_CONNECTIONS": 1,
     # Admin: the segment listing queues a recount of counts older than this many seconds.
     "SEGMENT_COUNT_MAX_AGE": 60 * 60,
+    # Personalised content: "private" marks every response that rendered personalised content with
+    # PERSONALISED_CACHE_CONTROL and PERSONALISED_VARY; "edge" keeps page HTML public and identical for
+    # everyone and swaps personalised blocks in from the fragment endpoint (docs/how-to/caching.md).
+    "CACHE_MODE": "private",
+    # Keyword arguments of django.utils.cache.patch_cache_control for personalised responses.
+    "PERSONALISED_CACHE_CONTROL": {"private": True},
+    # Headers added to the Vary header of personalised responses.
+    "PERSONALISED_VARY": ["Cookie"],
+    # Variant reports: the interaction kind that counts as a conversion, and within how many days of
+    # seeing a variant. A personalised block can choose its own.
+    "CONVERSION_GOAL": "checkout_completed",
+    "CONVERSION_DAYS": 7,
     # Admin: timeline entries per page on a profile's detail view.
     "TIMELINE_PAGE_SIZE": 50,
     # Admin: largest CSV file (bytes) accepted by the offline transactions import.

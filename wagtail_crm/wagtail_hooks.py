@@ -2,6 +2,7 @@ from wagtail import hooks
 from wagtail.snippets.models import register_snippet
 
 from wagtail_crm.admin_viewsets import CRMViewSetGroup
+from wagtail_crm.content.offer_admin import OfferCodePoolViewSet
 from wagtail_crm.profiles.middleware import PAGE_ATTRIBUTE
 from wagtail_crm.profiles.visitor import PROFILE_QUERYSET_HOOK
 from wagtail_crm.segments.admin import SegmentViewSet
@@ -20,6 +21,7 @@ def register_crm_admin():
 
 
 register_snippet(SegmentViewSet)
+register_snippet(OfferCodePoolViewSet)
 
 
 @hooks.register(PROFILE_QUERYSET_HOOK)
@@ -50,3 +52,16 @@ def preview_as_header_button(page, user, view_name, next_url=None):
 
 
 # -- end of preview as a segment ----------------------------------------------------------------------------
+
+
+# -- Personalisation report (wagtail_crm/content/reports.py) ------------------------------------------------
+
+
+@hooks.register("register_admin_viewset")
+def register_personalisation_report():
+    from wagtail_crm.content.reports import PersonalisationReportViewSet
+
+    return PersonalisationReportViewSet()
+
+
+# -- end of personalisation report --------------------------------------------------------------------------

@@ -1,7 +1,9 @@
-from wagtail.fields import RichTextField
+from wagtail.blocks import RichTextBlock
+from wagtail.fields import RichTextField, StreamField
 from wagtail.models import Page
 
 import wagtail_crm
+from wagtail_crm.blocks import OfferBlock, PersonalisedBlock
 from wagtail_crm.segments.preview import SegmentPreviewMixin
 
 
@@ -34,3 +36,19 @@ class PlainPersonalisedTestPage(ShowsVisitorSegments, Page):
     body = RichTextField(blank=True)
     content_panels = Page.content_panels + ["body"]
     template = "testapp/personalised_test_page.html"
+
+
+class StreamTestPage(SegmentPreviewMixin, Page):
+    """A page whose body uses every content block of wagtail_crm, rendered with ``{% include_block %}``."""
+
+    body = StreamField(
+        [
+            ("paragraph", RichTextBlock()),
+            ("personalised", PersonalisedBlock()),
+            ("offer", OfferBlock()),
+            ("personalised_text", PersonalisedBlock(content_block=RichTextBlock())),
+        ],
+        blank=True,
+    )
+    content_panels = Page.content_panels + ["body"]
+    template = "testapp/stream_test_page.html"

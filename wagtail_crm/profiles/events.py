@@ -44,10 +44,12 @@ def make_event(
     event_id=None,
     recorded_by_id=None,
     profile_updates=None,
+    impressions=None,
 ):
     """``profile_updates``: ``{"contact": {field: value}, "consent": {"email": bool, ...}}`` to apply to the
-    profile when the event is written (see ``tracking.identify``)."""
-    return {
+    profile when the event is written (see ``tracking.identify``).
+    ``impressions``: variants of personalised blocks the page view showed (see ``content/rendering.py``)."""
+    event = {
         "id": str(event_id or uuid.uuid4()),
         "kind": kind,
         "channel": channel,
@@ -61,6 +63,9 @@ def make_event(
         "recorded_by_id": recorded_by_id,
         "profile_updates": profile_updates or {},
     }
+    if impressions:
+        event["impressions"] = impressions
+    return event
 
 
 def _keys():

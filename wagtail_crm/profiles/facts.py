@@ -14,7 +14,12 @@ Shape (every key optional; absent means zero/none)::
       },
       "survey": {"<question>": "<answer>" or ["<answer>", ...]},  # latest answer(s) per question, as text
       "points": 120,                 # points balance as earned/redeemed events report it
+      "@seen": {"<page id>:<block id>": [variant, seen at, goal kind, days]},  # see below
     }
+
+``@seen`` remembers, per personalised block, the variant the visitor last saw (``seen at``: a UTC ISO time
+with microseconds, so that stamps compare as strings) and the goal that would convert it within ``days``
+(``wagtail_crm/content/stats.py``). Entries are dropped once their window has passed. No segment rule reads it.
 
 Keys starting with "@" can never clash with an interaction kind (kinds are slugs). Segment rules read these
 keys both in Python and in SQL (``wagtail_crm/segments/expressions.py``): change the shape in both places.
@@ -29,6 +34,8 @@ from wagtail_crm.conf import get_setting
 from wagtail_crm.profiles.models import PURCHASE_KINDS, InteractionKind
 
 MAX_AMOUNT = Decimal(10) ** 12
+SEEN_KEY = "@seen"
+MAX_SEEN = 100  # blocks remembered per profile (the latest seen win)
 
 
 def _amount(value):
@@ -124,11 +131,54 @@ def prune(facts, now):
     pages = facts.get("pages")
     if pages and len(pages) > limit:
         facts["pages"] = _most_viewed(pages, limit)
+    if SEEN_KEY in facts:
+        seen = _current_seen(facts[SEEN_KEY], now)
+        if seen:
+            facts[SEEN_KEY] = seen
+        else:
+            del facts[SEEN_KEY]  # its absence is what lets ingest skip the conversion check
     return facts
 
 
 def _most_viewed(pages, limit):
     return dict(sorted(pages.items(), key=lambda item: item[1], reverse=True)[:limit])
+
+
+# -- "@seen": variants of personalised blocks awaiting their conversion goal (content/stats.py) ------------
+
+
+def utc_stamp(moment):
+    """``moment`` as the fixed-format UTC ISO text ``@seen`` keeps (it compares correctly as a string)."""
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def seen_is_valid(entry):
+    return (
+        isinstance(entry, list)
+        and len(entry) == 4
+        and isinstance(entry[1], str)
+        and isinstance(entry[3], int)
+        and not isinstance(entry[3], bool)
+    )
+
+
+def _current_seen(seen, now):
+    """The ``@seen`` entries whose conversion window is still open (at most ``MAX_SEEN``, the latest)."""
+    if not isinstance(seen, dict):
+        return {}
+    cutoffs = {}  # days -> oldest stamp still in the window: computed once per distinct window
+    current = {}
+    for key, entry in seen.items():
+        if not seen_is_valid(entry):
+            continue
+        days = entry[3]
+        if days not in cutoffs:
+            cutoffs[days] = utc_stamp(now - timedelta(days=days))
+        if entry[1] >= cutoffs[days]:
+            current[key] = entry
+    if len(current) > MAX_SEEN:
+        current = dict(sorted(current.items(), key=lambda item: item[1][1], reverse=True)[:MAX_SEEN])
+    return current
 
 
 def merge_facts(target, source):
@@ -158,4 +208,11 @@ def merge_facts(target, source):
     target["points"] = target.get("points", 0) + source.get("points", 0)
     # The logged-in person's own answers win over what the anonymous browser answered.
     target["survey"] = {**source.get("survey", {}), **target.get("survey", {})}
+    # Per block, the latest exposure of either browser is the one a later goal converts.
+    if isinstance(source.get(SEEN_KEY), dict) and source[SEEN_KEY]:
+        seen = target[SEEN_KEY] if isinstance(target.get(SEEN_KEY), dict) else {}
+        for key, entry in source[SEEN_KEY].items():
+            if seen_is_valid(entry) and (not seen_is_valid(seen.get(key)) or seen[key][1] < entry[1]):
+                seen[key] = entry
+        target[SEEN_KEY] = seen
     return target

@@ -17,6 +17,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from wagtail_crm.conf import get_setting
+from wagtail_crm.content import stats as variant_stats
 from wagtail_crm.profiles import facts as profile_facts
 from wagtail_crm.profiles.models import Channel, Interaction, InteractionKind, VisitorProfile, kind_validator
 from wagtail_crm.signals import interactions_recorded
@@ -90,6 +91,8 @@ def _parse(event):
         parsed["profile_updates"] = event.get("profile_updates") or {}
         if not all(isinstance(parsed[key], dict) for key in ("data", "attribution", "profile_updates")):
             raise ValueError("data, attribution and profile_updates must be objects")
+        if "impressions" in event:  # personalised blocks' variants: malformed ones are dropped, not the event
+            parsed["impressions"] = variant_stats.parse_impressions(event["impressions"])
         return parsed
     except (KeyError, TypeError, ValueError, ValidationError) as exc:
         logger.error("Skipping invalid event %r: %s", event, exc)
@@ -114,9 +117,11 @@ def ingest_events(events):
             return 0
         profiles = _resolve_profiles(todo)
         page_keys = _page_keys({event.get("page_id") for event in todo if event.get("page_id")})
-        rows, changed, contact_changed = _apply(todo, profiles, page_keys)
+        variant_counts = variant_stats.VariantCounts()
+        rows, changed, contact_changed = _apply(todo, profiles, page_keys, variant_counts)
         instances = _insert_interactions(rows)
         _save_profiles(changed, contact_changed)
+        variant_counts.save(page_keys)  # last: the shared counter rows stay locked until commit
         profile_ids = sorted({profile.pk for profile in changed})
         transaction.on_commit(lambda: _send_recorded(rows, instances, profile_ids))
     return len(rows)
@@ -133,6 +138,16 @@ def _send_recorded(rows, instances, profile_ids):
                 )
             )
         interactions_recorded.send(sender=Interaction, interactions=instances, profile_ids=profile_ids)
+
+
+def stored_profile(*, visitor_id=None, user_id=None):
+    """The saved profile that events of this visitor (or user) are written to, created now if it does not exist
+    yet, and locked: call it inside a transaction. For code that must link a row to a first-time visitor
+    before their first event is written (an offer code); the ingest job later finds and reuses this profile."""
+    key = uuid.uuid4()
+    event = {"id": key, "visitor_id": visitor_id, "user_id": user_id, "profile_id": None}
+    event["occurred_at"] = timezone.now()
+    return _resolve_profiles([event]).get(key)
 
 
 def _resolve_profiles(events):
@@ -262,7 +277,7 @@ def _page_keys(page_ids):
     return keys
 
 
-def _apply(events, profiles, page_keys):
+def _apply(events, profiles, page_keys, variant_counts):
     timeout = timedelta(seconds=get_setting("VISIT_TIMEOUT"))
     now = timezone.now()
     interactions = []
@@ -316,6 +331,8 @@ def _apply(events, profiles, page_keys):
             profile_facts.apply_interaction(
                 facts, event["kind"], occurred_at, event["data"], page_keys.get(page_id, ())
             )
+            if event.get("impressions") or profile_facts.SEEN_KEY in facts:  # personalised blocks' variants
+                variant_counts.add(facts, event)
         profile.facts = profile_facts.prune(facts, now)
     return interactions, list(changed.values()), list(contact_changed.values())
 

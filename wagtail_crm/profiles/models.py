@@ -28,6 +28,8 @@ class InteractionKind(models.TextChoices):
     CALL_LOGGED = "call_logged", _("Phone call")
     OFFLINE_PURCHASE = "offline_purchase", _("In-store purchase")
     LETTER = "letter", _("Letter")
+    OFFER_CODE_ISSUED = "offer_code_issued", _("Offer code issued")
+    OFFER_CODE_REDEEMED = "offer_code_redeemed", _("Offer code redeemed")
     CUSTOM = "custom", _("Custom")
 
 

@@ -42,6 +42,11 @@ class Visitor:
         self.events_recorded = False
         #: Set when login/logout changed who this browser is.
         self.identity_changed = False
+        #: Set when something in the response depends on who the visitor is (their segments, their name):
+        #: the middleware then keeps the response out of shared caches (see content/rendering.py).
+        self.personalised = False
+        #: Variants of personalised blocks shown in this response, recorded with the page view.
+        self.impressions = []
 
     def __repr__(self):
         return f"<Visitor {self.visitor_id[:8]} new={self.is_new}>"
@@ -92,7 +97,14 @@ class Visitor:
         """The live segments this visitor is in, evaluated once per request over the loaded profile."""
         from wagtail_crm.segments.evaluation import evaluate_visitor
 
+        # Whatever reads the segments may make the response differ per visitor.
+        self.personalised = True
         return evaluate_visitor(self, self._request)
+
+    @cached_property
+    def segment_ids(self):
+        """The ids (as strings, the form blocks store) of ``segments``."""
+        return frozenset(str(segment.pk) for segment in self.segments)
 
     @property
     def is_known(self):

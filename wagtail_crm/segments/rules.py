@@ -87,9 +87,12 @@ class EvaluationContext:
         if self.request is None:
             return {}
         from wagtail_crm.profiles.ingest import TOUCH_KEYS
-        from wagtail_crm.profiles.middleware import attribution_for
+        from wagtail_crm.profiles.middleware import ATTRIBUTION_ATTRIBUTE, attribution_for
 
-        attribution = attribution_for(self.request)
+        # The edge-mode fragment endpoint sets the attribution of the page being viewed.
+        attribution = getattr(self.request, ATTRIBUTION_ATTRIBUTE, None)
+        if attribution is None:
+            attribution = attribution_for(self.request)
         pending = {}
         if attribution and self.visit_count == 1 and self.profile.first_touch_at is None:
             pending["first"] = attribution
