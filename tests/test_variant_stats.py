@@ -582,6 +582,18 @@ def test_the_block_report_shows_each_variant_a_chart_and_the_daily_numbers(traff
     traffic.save_revision().publish()
     labels = [row.label for row in admin_client.get(block_url(traffic, HERO)).context["object_list"]]
     assert labels == ["Subscribers", "Everyone else (default)", "Removed variant"]
+
+    # A variant nobody has seen yet is listed with nothing counted.
+    with_new = hero(readers, Segment.objects.get(slug="partners"))
+    with_new["value"]["variants"].append(
+        variant("v-new", readers, [{"type": "rich_text", "value": "<p>New</p>"}])
+    )
+    traffic.body = [with_new]
+    traffic.save_revision().publish()
+    rows = admin_client.get(block_url(traffic, HERO)).context["object_list"]
+    assert [(row.label, row.impressions, row.rate_text) for row in rows if row.variant == "v-new"] == [
+        ("Subscribers", 0, "—")
+    ]
     listing = admin_client.get(LISTING).content.decode()
     assert "Removed block" in listing  # the sign-up box is gone from the page, its numbers are not
 

@@ -118,7 +118,12 @@ class PersonalisedBlock(blocks.StructBlock):
                 **{**content_block._constructor_args[1], "required": False},
             )
             local_blocks = [
-                ("variants", blocks.ListBlock(VariantBlock(content_block), label=_("Variants"), min_num=1)),
+                (
+                    "variants",
+                    blocks.ListBlock(
+                        VariantBlock(content_block), label=_("Variants"), min_num=1, collapsed=True
+                    ),
+                ),
                 ("default", default_block),
                 (
                     "name",

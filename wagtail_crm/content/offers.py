@@ -39,7 +39,9 @@ _exhausted_logged_at = {}
 
 
 class OfferBlock(blocks.StructBlock):
-    headline = blocks.CharBlock(label=_("headline"), max_length=120)
+    headline = blocks.CharBlock(
+        label=_("headline"), max_length=120, help_text=_("e.g. “Free tote bag with every order”.")
+    )
     body = blocks.RichTextBlock(label=_("body"), required=False, features=["bold", "italic", "link"])
     incentive = blocks.ChoiceBlock(
         label=_("incentive"),
@@ -58,11 +60,28 @@ class OfferBlock(blocks.StructBlock):
             ("pool", _("A unique code per visitor, from a pool")),
         ],
         default="none",
+        help_text=_(
+            "A pool gives each visitor a code of their own, once; bots and Do-Not-Track visitors get none."
+        ),
     )
-    code = blocks.CharBlock(label=_("code for everyone"), required=False, max_length=64)
-    pool = SnippetChooserBlock("wagtail_crm.OfferCodePool", label=_("code pool"), required=False)
-    starts_at = blocks.DateTimeBlock(label=_("starts"), required=False)
-    ends_at = blocks.DateTimeBlock(label=_("ends"), required=False)
+    code = blocks.CharBlock(
+        label=_("code for everyone"),
+        required=False,
+        max_length=64,
+        help_text=_("With “One code for everyone”."),
+    )
+    pool = SnippetChooserBlock(
+        "wagtail_crm.OfferCodePool",
+        label=_("code pool"),
+        required=False,
+        help_text=_("With “A unique code per visitor”: upload codes in CRM › Offer codes."),
+    )
+    starts_at = blocks.DateTimeBlock(
+        label=_("starts"), required=False, help_text=_("Optional: the offer shows from this time.")
+    )
+    ends_at = blocks.DateTimeBlock(
+        label=_("ends"), required=False, help_text=_("Optional: “limited time only” — hidden from this time.")
+    )
     segments = blocks.MultipleChoiceBlock(
         label=_("show to"),
         choices=segment_choices,

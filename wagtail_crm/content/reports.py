@@ -457,6 +457,13 @@ class BlockReportView(StatsReportMixin, FormulaSafeExportMixin, ReportView):
             )
             for row in object_list
         ]
+        # Variants nobody has seen yet (in this date range) are listed too, with nothing counted.
+        counted = {row.variant for row in rows}
+        rows += [
+            VariantRow(variant=key, label=label, impressions=0, conversions=0, rate=None, goal=goal)
+            for key, label in self.labels.items()
+            if key not in counted
+        ]
         if not self.ordering:  # editor order: variants, then the default, then removed ones
             order = {key: position for position, key in enumerate(self.labels)}
             rows.sort(key=lambda row: (order.get(row.variant, len(order)), row.variant))
