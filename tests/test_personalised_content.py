@@ -3,8 +3,10 @@ sees, the defaults without a request, the admin form, and previews as a segment.
 
 import pytest
 from bs4 import BeautifulSoup
+from django.db import connection
 from django.template import Context, Template, TemplateSyntaxError
 from django.test import RequestFactory
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from wagtail.blocks import StreamBlockValidationError, StructBlockValidationError
 
@@ -340,3 +342,24 @@ def test_preview_as_several_segments_picks_the_first_matching_variant(hero_page,
     )
     iframe = BeautifulSoup(response.content, "html.parser").select_one("[data-crm-preview] iframe")
     assert shown(admin_client.get(iframe["src"])) == ["Hello newsletter reader"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_personalised_blocks_cost_no_query_per_variant(home, segments, browser):
+    # Wagtail's choice blocks look stored values up among their choices; for segments that would be a query
+    # for every variant of every block on every page load.
+    many = [
+        personalised(
+            f"b{n}",
+            [variant(f"v{n}-{m}", [segments["newsletter"], segments["staff"]], "<p>x</p>") for m in range(3)],
+            "<p>Default</p>",
+        )
+        for n in range(4)
+    ]
+    page = home.add_child(instance=StreamTestPage(title="Many", slug="many", body=many))
+    browser.get(page.url)  # loads the active segments into the process cache
+    with CaptureQueriesContext(connection) as queries:
+        response = browser.get(page.url)
+    assert shown(response) == ["Default"] * 4
+    segment_table = Segment._meta.db_table
+    assert [q["sql"] for q in queries if segment_table in q["sql"]] == []

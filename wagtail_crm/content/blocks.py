@@ -14,7 +14,7 @@ from wagtail.embeds.blocks import EmbedBlock
 from wagtail.images.blocks import ImageBlock
 
 from wagtail_crm.content import rendering
-from wagtail_crm.content.choices import goal_choices, segment_choices
+from wagtail_crm.content.choices import GoalChoiceBlock, SegmentChoiceBlock
 
 
 class CallToActionBlock(blocks.StructBlock):
@@ -61,12 +61,8 @@ class PersonalisedContentBlock(blocks.StreamBlock):
 
 
 def _segment_field(label, help_text, required):
-    return blocks.MultipleChoiceBlock(
-        label=label,
-        choices=segment_choices,
-        required=required,
-        widget=forms.CheckboxSelectMultiple,
-        help_text=help_text,
+    return SegmentChoiceBlock(
+        label=label, required=required, widget=forms.CheckboxSelectMultiple, help_text=help_text
     )
 
 
@@ -136,9 +132,8 @@ class PersonalisedBlock(blocks.StructBlock):
                 ),
                 (
                     "goal",
-                    blocks.ChoiceBlock(
+                    GoalChoiceBlock(
                         label=_("conversion goal"),
-                        choices=goal_choices,
                         required=False,
                         help_text=_("What counts as a conversion of a variant in the variant report."),
                     ),

@@ -4,6 +4,7 @@ These functions are referenced by name from the block definitions that sites' mi
 """
 
 from django.utils.translation import gettext_lazy as _
+from wagtail import blocks
 
 
 def segment_choices():
@@ -21,3 +22,42 @@ def goal_choices():
     return [("", _("Site default"))] + [
         (kind.value, kind.label) for kind in InteractionKind if kind not in skip
     ]
+
+
+class StoredValueMixin:
+    """Use stored values as they are. Wagtail's choice blocks look every stored value up among the choices when
+    a page is loaded, which for callable choices means building them (for segments, a query) for every value
+    of every variant of every page load. Submitted forms are still validated against the choices."""
+
+    def to_python(self, value):
+        return value
+
+    def normalize(self, value):
+        return value
+
+
+class SegmentChoiceBlock(StoredValueMixin, blocks.MultipleChoiceBlock):
+    """Segments, offered by name; the value is a list of segment ids as strings."""
+
+    def __init__(self, **kwargs):
+        super().__init__(choices=segment_choices, **kwargs)
+
+    def to_python(self, value):
+        if value is None:
+            return []
+        return [str(item) for item in value] if isinstance(value, (list, tuple)) else [str(value)]
+
+    normalize = to_python
+
+    def get_searchable_content(self, value):
+        return []  # segment names are not page content
+
+
+class GoalChoiceBlock(StoredValueMixin, blocks.ChoiceBlock):
+    """An interaction kind (or "" for the site's default goal)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(choices=goal_choices, **kwargs)
+
+    def to_python(self, value):
+        return value or ""

@@ -20,7 +20,7 @@ from wagtail.blocks.struct_block import BlockGroup
 from wagtail.snippets.blocks import SnippetChooserBlock
 
 from wagtail_crm.content import rendering
-from wagtail_crm.content.choices import segment_choices
+from wagtail_crm.content.choices import SegmentChoiceBlock
 from wagtail_crm.profiles.visitor import PreviewVisitor, get_visitor
 
 logger = logging.getLogger("wagtail_crm.offers")
@@ -82,9 +82,8 @@ class OfferBlock(blocks.StructBlock):
     ends_at = blocks.DateTimeBlock(
         label=_("ends"), required=False, help_text=_("Optional: “limited time only” — hidden from this time.")
     )
-    segments = blocks.MultipleChoiceBlock(
+    segments = SegmentChoiceBlock(
         label=_("show to"),
-        choices=segment_choices,
         required=False,
         widget=forms.CheckboxSelectMultiple,
         help_text=_("Visitors in any of these segments; none ticked: everyone."),
