@@ -8,7 +8,8 @@ the RQ worker), so there is normally no need to set them by hand:
 - ``BENCH_REDIS_URL``: the Redis database the benchmarks may use (default ``redis://127.0.0.1:6379/14``).
 - ``BENCH_RQ=1``: hand page views to the django-rq queue ``BENCH_QUEUE`` on that Redis (buffered ingestion);
   otherwise the default inline mode (each page view written in the request).
-- ``BENCH_PLAIN=1``: plain Wagtail, without ``wagtail_crm`` (and django-rq) installed at all.
+- ``BENCH_PLAIN=1``: plain Wagtail, without ``wagtail_crm`` (and django-rq) installed at all; its template tags
+  are stand-ins (``benchmarks/plain_crm_tags.py``).
 - ``BENCH_INGEST_BATCH_SIZE``: override ``WAGTAIL_CRM["INGEST_BATCH_SIZE"]``.
 - ``BENCH_SEGMENTS=1``: the content page template also lists the segments the visitor is in
   (``benchmarks/templates/home/content_page.html``, used by ``benchmarks/segments_render.py``).
@@ -88,6 +89,12 @@ if os.environ.get("BENCH_SEGMENTS") == "1":
     TEMPLATES = copy.deepcopy(SITE_TEMPLATES)
     TEMPLATES[0]["DIRS"] = [REPO_ROOT / "benchmarks" / "templates", *TEMPLATES[0]["DIRS"]]
     TEMPLATES[0]["OPTIONS"]["libraries"] = {"bench_segments": "benchmarks.bench_segments_tags"}
+
+if os.environ.get("BENCH_PLAIN") == "1":
+    # The example site's templates load wagtail_crm's tags: stand-ins render what those render without a
+    # visitor (benchmarks/plain_crm_tags.py).
+    TEMPLATES = copy.deepcopy(TEMPLATES)  # noqa: F405
+    TEMPLATES[0]["OPTIONS"].setdefault("libraries", {})["wagtail_crm"] = "benchmarks.plain_crm_tags"
 
 LOGGING = {
     "version": 1,

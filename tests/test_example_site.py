@@ -1,13 +1,16 @@
 """Smoke test of the example site, run as a user would run it: ``manage.py`` in subprocesses.
 
 The example site has its own settings (``example_site.settings.test``), so it cannot share this test
-process; every step is a ``manage.py`` command against one temporary SQLite file.
+process; every step is a ``manage.py`` command against a temporary SQLite file (one per test, copied from a
+database migrated once for the module).
 """
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -104,12 +107,12 @@ DEMO_SEGMENTS = {
 }
 
 
-@pytest.fixture
-def manage(tmp_path):
+def _manage_in(db_path):
+    """``manage.py`` as a function: runs it with the test settings on the SQLite file ``db_path``."""
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "example_site.settings.test",
-        "CRM_EXAMPLE_DB": str(tmp_path / "example.sqlite3"),
+        "CRM_EXAMPLE_DB": str(db_path),
         "PYTHONDONTWRITEBYTECODE": "1",
     }
 
@@ -125,6 +128,23 @@ def manage(tmp_path):
         assert result.returncode == 0, f"manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
         return result.stdout
 
+    return run
+
+
+@pytest.fixture(scope="module")
+def migrated_db(tmp_path_factory):
+    """A database migrated from scratch once; each test works on its own copy."""
+    path = tmp_path_factory.mktemp("example_site") / "migrated.sqlite3"
+    _manage_in(path)("migrate", "--no-input", "-v", "0")
+    return path
+
+
+@pytest.fixture
+def manage(tmp_path, migrated_db):
+    db_path = tmp_path / "example.sqlite3"
+    shutil.copyfile(migrated_db, db_path)
+    run = _manage_in(db_path)
+    run.db_path = db_path
     return run
 
 
@@ -218,3 +238,148 @@ def test_example_site_checks_migrates_loads_demo_twice_and_serves_pages(manage):
     # Segments are evaluated on the live site: a new visitor is a first-time visitor on every page of the visit.
     assert all("first-time-visitors" in slugs for slugs in served["segments"].values())
     assert not any("returning-customers" in slugs for slugs in served["segments"].values())
+
+
+HOME_PAGE = """
+import json
+from bs4 import BeautifulSoup
+from django.test import Client
+from django.urls import reverse
+from home.models import HomePage
+from wagtail_crm.profiles.identity import sign_visitor_id
+from wagtail_crm.segments.models import Segment
+
+BROWSER = "Mozilla/5.0 (X11; Linux x86_64) Chrome/130.0 Safari/537.36"
+segments = {segment.slug: segment for segment in Segment.objects.all()}
+members = {slug: segment.members() for slug, segment in segments.items()}
+
+
+def seen(response):
+    soup = BeautifulSoup(response.content, "html.parser")
+    offer = soup.select_one(".crm-offer")
+    return {
+        "status": response.status_code,
+        "private": "private" in response.get("Cache-Control", ""),
+        "greeting": soup.select_one(".greeting").get_text(strip=True),
+        "hero": [h.get_text(strip=True) for h in soup.select(".block-personalised h2")],
+        "offer": offer and {
+            "headline": offer.select_one(".crm-offer__headline").get_text(strip=True),
+            "code": offer.select_one("code").get_text(strip=True),
+            "ends": offer.select_one("time")["datetime"],
+        },
+    }
+
+
+def visit(profile=None, **params):
+    client = Client(HTTP_USER_AGENT=BROWSER)
+    if profile is not None:
+        client.cookies["wagtail_crm_vid"] = sign_visitor_id(profile.visitor_id)
+    return seen(client.get("/", params))
+
+
+# A demo customer who is not a newsletter reader nor lapsed, and gave their name at a checkout.
+customer = (
+    members["returning-customers"]
+    .exclude(pk__in=members["newsletter-readers"].values("pk"))
+    .exclude(pk__in=members["lapsed"].values("pk"))
+    .exclude(first_name="")
+    .order_by("pk")
+    .first()
+)
+lapsed = members["lapsed"].order_by("pk").first()
+home = HomePage.objects.get()
+revision = home.latest_revision
+staff = Client()
+staff.login(username="admin", password="changeme")
+print(json.dumps({
+    "new": visit(),
+    "newsletter": visit(utm_source="newsletter"),
+    "customer": customer and dict(visit(customer), name=customer.first_name),
+    "lapsed": lapsed and visit(lapsed),
+    "revision": [home.live, home.has_unpublished_changes, revision.user.username, home.revisions.count()],
+    "edit": staff.get(reverse("wagtailadmin_pages:edit", args=[home.pk])).status_code,
+    "preview": {
+        slug: seen(staff.get(reverse("wagtailadmin_pages:view_draft", args=[home.pk]),
+                             {"mode": "crm-segment:%d" % segment.pk}))
+        for slug, segment in segments.items() if slug in ("lapsed", "newsletter-readers")
+    },
+}))
+"""
+
+# What the home page shows each audience (example_site/home/demo_data.py).
+HERO_NEWSLETTER = "Thanks for reading our newsletter"
+HERO_RETURNING = "Good to see you again"
+HERO_FIRST_TIME = "New here? We make shoes and bags by hand"
+HERO_DEFAULT = "Made to last, made to mend"
+OFFER_HEADLINE = "We have missed you: 15% off for two weeks"
+
+
+def test_demo_home_page_shows_each_audience_its_hero_and_the_lapsed_their_offer(manage):
+    started = datetime.now(UTC)
+    manage("load_crm_demo", "--visitors", "45")
+    finished = datetime.now(UTC)
+    home = json.loads(manage("shell", "-c", HOME_PAGE).strip().splitlines()[-1])
+
+    # A new visitor: the first-time hero; from the newsletter: the newsletter hero (the first match wins).
+    assert home["new"]["hero"] == [HERO_FIRST_TIME]
+    assert home["newsletter"]["hero"] == [HERO_NEWSLETTER]
+    assert home["new"]["greeting"] == home["newsletter"]["greeting"] == "Welcome!"
+    # A stored customer of the demo: the returning hero, greeted by name.
+    customer = home["customer"]
+    assert customer is not None, "the demo has no customer outside the newsletter and lapsed segments"
+    assert customer["hero"] == [HERO_RETURNING]
+    assert customer["greeting"] == f"Welcome back, {customer['name']}!"
+    # The offer is for lapsed visitors only, with its code, for 14 days from loading the demo.
+    for who in ("new", "newsletter", "customer"):
+        assert home[who]["offer"] is None, who
+    offer = home["lapsed"]["offer"]
+    assert offer["headline"] == OFFER_HEADLINE and offer["code"] == "COMEBACK15"
+    ends = datetime.fromisoformat(offer["ends"]) - timedelta(days=14)
+    assert started - timedelta(seconds=1) <= ends <= finished
+    # Every one of these responses depends on the visitor: kept out of shared caches.
+    assert all(home[who]["private"] for who in ("new", "newsletter", "customer", "lapsed"))
+    assert all(home[who]["status"] == 200 for who in ("new", "newsletter", "customer", "lapsed"))
+
+    # Editors: the body is a published revision by admin, the editor opens, previews show each segment.
+    assert home["revision"] == [True, False, "admin", 1]
+    assert home["edit"] == 200
+    as_lapsed, as_newsletter = home["preview"]["lapsed"], home["preview"]["newsletter-readers"]
+    assert as_lapsed["hero"] == [HERO_DEFAULT] and as_lapsed["offer"]["code"] == "COMEBACK15"
+    assert as_newsletter["hero"] == [HERO_NEWSLETTER] and as_newsletter["offer"] is None
+
+    # Loading the demo again leaves the home page as it is (an editor's changes survive).
+    manage("load_crm_demo", "--visitors", "45")
+    again = json.loads(manage("shell", "-c", HOME_PAGE).strip().splitlines()[-1])
+    assert again["revision"] == home["revision"]
+
+    # The benchmarks measure against this site served as plain Wagtail, wagtail_crm not installed at all:
+    # the CRM's blocks are skipped there, and its template tags stand in (benchmarks/settings.py).
+    plain = subprocess.run(
+        [sys.executable, "-c", SERVE_PLAIN],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO), "DJANGO_SETTINGS_MODULE": "benchmarks.settings",
+             "BENCH_PLAIN": "1", "BENCH_SQLITE_PATH": str(manage.db_path)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert plain.returncode == 0, plain.stderr
+    served = json.loads(plain.stdout.strip().splitlines()[-1])
+    assert served["installed"] is False
+    assert served["/"][0] == 200 and "Leather goods that last" in served["/"][1]
+    assert "Welcome!" in served["/"][1] and OFFER_HEADLINE not in served["/"][1]
+    assert served["/shop/shoes/"][0] == 200
+
+
+SERVE_PLAIN = """
+import json
+import django
+django.setup()
+from django.apps import apps
+from django.test import Client
+pages = {path: Client().get(path) for path in ["/", "/shop/shoes/"]}
+print(json.dumps({
+    "installed": apps.is_installed("wagtail_crm"),
+    **{path: [response.status_code, response.content.decode()] for path, response in pages.items()},
+}))
+"""

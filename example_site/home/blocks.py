@@ -1,5 +1,6 @@
-"""The StreamField blocks of the demo pages: deliberately few and plain."""
+"""The StreamField blocks of the demo pages: a few plain ones, and wagtail_crm's personalised content and offer."""
 
+from django.apps import apps
 from django.core.exceptions import ValidationError
 from wagtail import blocks
 from wagtail.blocks.struct_block import StructBlockValidationError
@@ -48,8 +49,25 @@ class CallToActionBlock(blocks.StructBlock):
         return value
 
 
-class BodyBlock(blocks.StreamBlock):
+class PlainBlocks(blocks.StreamBlock):
+    """The site's own blocks: what a page body and each variant of a personalised block are made of."""
+
     heading = HeadingBlock()
     paragraph = blocks.RichTextBlock(features=["bold", "italic", "link", "ol", "ul", "h3"])
     image = ImageBlock()
     call_to_action = CallToActionBlock()
+
+
+# The benchmarks also serve this site as plain Wagtail, with wagtail_crm not installed at all (its models
+# cannot even be imported then): the CRM's blocks are left out there, and Wagtail skips stored blocks of a
+# type the StreamField does not define.
+if apps.is_installed("wagtail_crm"):
+    from wagtail_crm.blocks import OfferBlock, PersonalisedBlock
+
+    class BodyBlock(PlainBlocks):
+        # Variants are made of the site's own blocks, so a personalised hero looks like the rest of the page.
+        personalised = PersonalisedBlock(content_block=PlainBlocks())
+        offer = OfferBlock()
+
+else:
+    BodyBlock = PlainBlocks

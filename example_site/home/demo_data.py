@@ -170,34 +170,101 @@ PAGES = [
 MENU_PAGES = {"about", "shop", "blog", "newsletter"}
 
 
-def home_body(pages):
-    """The home page's StreamField, which links to pages created after it."""
+def _call_to_action(heading, text, button_label, page):
+    return {
+        "type": "call_to_action",
+        "value": {
+            "heading": heading,
+            "text": text,
+            "button_label": button_label,
+            "page": page.pk,
+            "link_url": "",
+        },
+    }
+
+
+# The home page's personalised hero: (segment slug, variant id, heading, text). The first match wins, so a
+# newsletter reader who is also a customer, or on a first visit, sees the newsletter variant.
+HERO_VARIANTS = [
+    ("newsletter-readers", "hero-newsletter", "Thanks for reading our newsletter",
+     "This month: <a href='/blog/caring-for-leather-in-winter/'>a ten-minute winter routine</a> for your "
+     "shoes, and the Chelsea boot in three new colours."),
+    ("returning-customers", "hero-returning", "Good to see you again",
+     "Everything you bought from us is repaired free for two years, and resoled at any time after that: "
+     "bring it to Leeds, York or Manchester, or post it to the workshop. <a href='/shop/'>See what is new</a>."),
+    ("first-time-visitors", "hero-first-time", "New here? We make shoes and bags by hand",
+     "Twelve of us cut, stitch and finish everything we sell in our Yorkshire workshop, and we repair "
+     "whatever we make. <a href='/about/'>Meet the workshop</a>."),
+]  # fmt: skip
+HERO_DEFAULT = (
+    "Made to last, made to mend",
+    "Every pair of shoes and every bag is made in our own workshop, and we repair whatever we make. Browse "
+    "the <a href='/shop/'>shop</a>, or read how we work on the <a href='/blog/'>blog</a>.",
+)
+# The limited-time offer: for lapsed visitors only, from the moment the demo is loaded, for OFFER_DAYS.
+OFFER_SEGMENT = "lapsed"
+OFFER_CODE = "COMEBACK15"
+OFFER_HEADLINE = "We have missed you: 15% off for two weeks"
+OFFER_DAYS = 14
+
+
+def home_body(pages, segments, now):
+    """The home page's StreamField: a personalised hero, a limited-time offer, two calls to action.
+
+    It links to pages and names segments created after the home page: ``pages`` maps page keys to pages,
+    ``segments`` slugs to segments; the offer ends ``OFFER_DAYS`` after ``now``.
+    """
+    variants = [
+        {
+            "type": "item",
+            "id": variant_id,
+            "value": {
+                "segments": [str(segments[slug].pk)],
+                "hide_from": [],
+                "content": [_heading(heading), _paragraph(text)],
+            },
+        }
+        for slug, variant_id, heading, text in HERO_VARIANTS
+    ]
     return [
-        _heading("Made to last, made to mend"),
-        _paragraph(
-            "Every pair of shoes and every bag is made in our own workshop, and we repair whatever we make. "
-            "Browse the <a href='/shop/'>shop</a>, or read how we work on the <a href='/blog/'>blog</a>."
+        {
+            "type": "personalised",
+            "id": "home-hero",
+            "value": {
+                "variants": variants,
+                "default": [_heading(HERO_DEFAULT[0]), _paragraph(HERO_DEFAULT[1])],
+                "name": "Home hero",
+                "goal": "checkout_completed",
+                "goal_days": 30,
+            },
+        },
+        {
+            "type": "offer",
+            "id": "home-comeback-offer",
+            "value": {
+                "headline": OFFER_HEADLINE,
+                "body": "<p>It has been a while. Use the code at checkout, online or in our shops.</p>",
+                "incentive": "limited_time",
+                "code_source": "single",
+                "code": OFFER_CODE,
+                "pool": None,
+                "starts_at": None,
+                "ends_at": (now + timedelta(days=OFFER_DAYS)).isoformat(),
+                "segments": [str(segments[OFFER_SEGMENT].pk)],
+            },
+        },
+        _call_to_action(
+            "New: the autumn collection",
+            "Chelsea boots in three new colours, and a work tote with a padded laptop sleeve.",
+            "Shop now",
+            pages["shop"],
         ),
-        {
-            "type": "call_to_action",
-            "value": {
-                "heading": "New: the autumn collection",
-                "text": "Chelsea boots in three new colours, and a work tote with a padded laptop sleeve.",
-                "button_label": "Shop now",
-                "page": pages["shop"].pk,
-                "link_url": "",
-            },
-        },
-        {
-            "type": "call_to_action",
-            "value": {
-                "heading": "10% off your first order",
-                "text": "Join our monthly newsletter for care tips, new designs and early access to sales.",
-                "button_label": "Sign up",
-                "page": pages["newsletter"].pk,
-                "link_url": "",
-            },
-        },
+        _call_to_action(
+            "10% off your first order",
+            "Join our monthly newsletter for care tips, new designs and early access to sales.",
+            "Sign up",
+            pages["newsletter"],
+        ),
     ]
 
 

@@ -3,6 +3,9 @@
 ``HomePage`` is the site root; everything else (sections such as Shop and Blog, their children, the
 newsletter page) is a ``ContentPage`` for now. A section page lists its children, so the tree can grow
 (products, posts, a checkout) without new templates.
+
+Both can hold personalised content and offers (``home/blocks.py``); ``SegmentPreviewMixin`` adds an
+"As segment: …" mode per segment to their preview panel, so editors see what each audience gets.
 """
 
 from django.db import models
@@ -12,9 +15,10 @@ from wagtail.models import Page
 from wagtail.search import index
 
 from home.blocks import BodyBlock
+from wagtail_crm.segments.preview import SegmentPreviewMixin
 
 
-class HomePage(Page):
+class HomePage(SegmentPreviewMixin, Page):
     hero_heading = models.CharField(max_length=255, blank=True)
     intro = RichTextField(blank=True, features=["bold", "italic", "link"])
     body = StreamField(BodyBlock(), blank=True)
@@ -36,7 +40,7 @@ class HomePage(Page):
         return context
 
 
-class ContentPage(Page):
+class ContentPage(SegmentPreviewMixin, Page):
     intro = models.TextField(blank=True, help_text="A sentence or two shown under the title and in listings.")
     body = StreamField(BodyBlock(), blank=True)
 

@@ -7,6 +7,7 @@ Environment variables:
   127.0.0.1:5432) as ``CRM_PG_USER`` / ``CRM_PG_PASSWORD`` (default: the current OS user, no password).
 - ``CRM_RQ=1``: hand background jobs (page-view ingestion) to the django-rq queue ``default`` on
   ``REDIS_URL`` (default ``redis://127.0.0.1:6379/0``); run ``manage.py rqworker default`` beside the server.
+- ``CRM_CACHE_MODE=edge``: the edge-cache mode of personalised content (docs/how-to/caching.md).
 """
 
 import os
@@ -38,3 +39,6 @@ if os.environ.get("CRM_DB") == "postgres":
 
 if os.environ.get("CRM_RQ") == "1":
     WAGTAIL_CRM = {**WAGTAIL_CRM, "RQ_QUEUE": "default"}
+
+if os.environ.get("CRM_CACHE_MODE"):
+    WAGTAIL_CRM = {**WAGTAIL_CRM, "CACHE_MODE": os.environ["CRM_CACHE_MODE"]}

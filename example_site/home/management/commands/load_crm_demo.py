@@ -51,10 +51,13 @@ class Command(BaseCommand):
         if visitors < 0:
             raise CommandError("--visitors must be 0 or more.")
         started = time.monotonic()
-        pages, pages_created = self.load_pages()
+        pages, pages_created, home_created = self.load_pages()
         admin = self.load_admin()
         added, kept = self.load_visitors(visitors, pages, admin)
         segments_created = self.load_segments(pages, admin)
+        if home_created:
+            # The home page's personalised hero and offer name segments, which exist only now.
+            self.load_home_body(pages, admin)
         # The admin listing shows stored counts: count now rather than on the first visit to the listing.
         member_counts = count_segments()
         self.print_summary(
@@ -64,7 +67,8 @@ class Command(BaseCommand):
     # -- pages ----------------------------------------------------------------------------------------
 
     def load_pages(self):
-        """Create the page tree where missing; returns ({key: page}, number of pages created)."""
+        """Create the page tree where missing; returns ({key: page}, number of pages created, whether the
+        home page was created)."""
         created = 0
         home = HomePage.objects.first()
         if home is None:
@@ -103,11 +107,16 @@ class Command(BaseCommand):
                 page.save_revision().publish()
                 created += 1
             pages[spec["key"]] = page
+        return pages, created, home_created
 
-        if home_created:
-            home.body = demo_data.home_body(pages)
-            home.save_revision().publish()
-        return pages, created
+    def load_home_body(self, pages, admin):
+        """Give the new home page its body, validated as the page editor would, as a revision by admin."""
+        home = pages["home"]
+        segments = Segment.objects.in_bulk(field_name="slug")
+        home.body = demo_data.home_body(pages, segments, timezone.now().replace(microsecond=0))
+        stream_block = HomePage._meta.get_field("body").stream_block
+        stream_block.clean(home.body)
+        home.save_revision(user=admin, log_action=True).publish(user=admin)
 
     def _free_home_slug(self, root):
         """Wagtail's installer leaves a plain "Welcome" page at /home/: replace it if it is untouched."""
