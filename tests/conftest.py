@@ -93,3 +93,18 @@ def newsletter(db):
     return Segment.objects.create(
         name="Newsletter readers", slug="newsletter-readers", rules=[{"type": "campaign", "value": rule}]
     )
+
+
+def staff_user(django_user_model, username, *codenames):
+    """A staff user who may use the admin, with the given ``wagtail_crm`` permissions (codenames)."""
+    from django.contrib.auth.models import Group, Permission
+
+    user = django_user_model.objects.create_user(username, f"{username}@example.com", "secret", is_staff=True)
+    group = Group.objects.create(name=f"{username}-group")
+    group.permissions.add(Permission.objects.get(codename="access_admin"))
+    for codename in codenames:
+        group.permissions.add(
+            Permission.objects.get(content_type__app_label="wagtail_crm", codename=codename)
+        )
+    user.groups.add(group)
+    return user

@@ -7,7 +7,6 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth.models import Group, Permission
 from django.test import override_settings
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
@@ -15,6 +14,8 @@ from django.utils import timezone
 from wagtail_crm.models import Interaction, VisitorProfile
 from wagtail_crm.profiles.events import make_event
 from wagtail_crm.profiles.ingest import ingest_events
+
+from .conftest import staff_user
 
 INDEX = "wagtail_crm_profiles:index"
 
@@ -34,18 +35,6 @@ def sidebar_menu(response):
     props = json.loads(response.content[start:end])
     main_menu = next(m for m in props["modules"] if m["_type"] == "wagtail.sidebar.MainMenuModule")
     return main_menu["_args"][0]
-
-
-def staff_user(django_user_model, username, *codenames):
-    user = django_user_model.objects.create_user(username, f"{username}@example.com", "secret", is_staff=True)
-    group = Group.objects.create(name=f"{username}-group")
-    group.permissions.add(Permission.objects.get(codename="access_admin"))
-    for codename in codenames:
-        group.permissions.add(
-            Permission.objects.get(content_type__app_label="wagtail_crm", codename=codename)
-        )
-    user.groups.add(group)
-    return user
 
 
 @pytest.fixture

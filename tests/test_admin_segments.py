@@ -6,7 +6,6 @@ import re
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth.models import Group, Permission
 from django.core.cache import caches
 from django.core.management import CommandError, call_command
 from django.db import connection
@@ -22,6 +21,8 @@ from wagtail_crm.profiles.events import make_event
 from wagtail_crm.profiles.ingest import ingest_events
 from wagtail_crm.profiles.models import VisitorProfile
 from wagtail_crm.segments.models import Segment, SegmentMemberCount
+
+from .conftest import staff_user
 
 LIST = reverse("wagtail_crm_segments:list")
 ADD = reverse("wagtail_crm_segments:add")
@@ -78,18 +79,6 @@ NEWSLETTER = (
 )
 RETURNING = ("visit_count", {"operator": "gte", "count": 2})
 EMAIL_CONSENT = ("consent", {"channel": "email"})
-
-
-def staff_user(django_user_model, username, *codenames):
-    user = django_user_model.objects.create_user(username, f"{username}@example.com", "secret", is_staff=True)
-    group = Group.objects.create(name=f"{username}-group")
-    group.permissions.add(Permission.objects.get(codename="access_admin"))
-    for codename in codenames:
-        group.permissions.add(
-            Permission.objects.get(content_type__app_label="wagtail_crm", codename=codename)
-        )
-    user.groups.add(group)
-    return user
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from datetime import timedelta
 
 import pytest
 from bs4 import BeautifulSoup
-from django.contrib.auth.models import Group, Permission
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 from django.test import Client, override_settings
@@ -23,7 +22,7 @@ from wagtail_crm.content.models import OfferCode, OfferCodePool
 from wagtail_crm.models import Interaction, VisitorProfile
 from wagtail_crm.profiles.identity import new_visitor_id, sign_visitor_id
 
-from .conftest import BROWSER
+from .conftest import BROWSER, staff_user
 
 COOKIE = "wagtail_crm_vid"
 GOOGLEBOT = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
@@ -536,14 +535,7 @@ def upload_url(pool):
 
 
 def staff(django_user_model, username, *codenames):
-    user = django_user_model.objects.create_user(username, f"{username}@example.com", "secret", is_staff=True)
-    group = Group.objects.create(name=f"{username}-group")
-    group.permissions.add(Permission.objects.get(codename="access_admin"))
-    for codename in codenames:
-        group.permissions.add(
-            Permission.objects.get(content_type__app_label="wagtail_crm", codename=codename)
-        )
-    user.groups.add(group)
+    user = staff_user(django_user_model, username, *codenames)
     client = Client()
     client.force_login(user)
     return client

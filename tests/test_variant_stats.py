@@ -6,7 +6,7 @@ import threading
 from datetime import UTC, timedelta
 
 import pytest
-from django.contrib.auth.models import Group, Permission
+from django.contrib.auth.models import Permission
 from django.db import connection
 from django.test import Client
 from django.urls import reverse
@@ -24,7 +24,7 @@ from wagtail_crm.profiles.facts import merge_facts, utc_stamp
 from wagtail_crm.profiles.ingest import ingest_events
 from wagtail_crm.segments.models import Segment
 
-from .conftest import BROWSER
+from .conftest import BROWSER, staff_user
 
 HERO, SIGNUP_BOX = "8c7e0d4e-hero", "1f0a4b2c-signup"
 FOR_READERS, FOR_PARTNERS, READERS_TEXT = "v-readers", "v-partners", "v-readers-text"
@@ -491,18 +491,6 @@ def test_concurrent_batches_add_up(postgres, deals):
 
 
 # -- the report ------------------------------------------------------------------------------------------
-
-
-def staff_user(django_user_model, username, *codenames):
-    user = django_user_model.objects.create_user(username, f"{username}@example.com", "secret", is_staff=True)
-    group = Group.objects.create(name=f"{username}-group")
-    group.permissions.add(Permission.objects.get(codename="access_admin"))
-    for codename in codenames:
-        group.permissions.add(
-            Permission.objects.get(content_type__app_label="wagtail_crm", codename=codename)
-        )
-    user.groups.add(group)
-    return user
 
 
 def menu_labels(response):

@@ -6,7 +6,6 @@ the site's migrations as plain blocks, so the classes here can change without to
 
 from django import forms
 from django.core.exceptions import ValidationError
-from django.utils.functional import cached_property
 from django.utils.translation import gettext_lazy as _
 from wagtail import blocks
 from wagtail.blocks.struct_block import BlockGroup
@@ -163,10 +162,6 @@ class PersonalisedBlock(blocks.StructBlock):
             settings=["name", "goal", "goal_days"],
         )
         label_format = "{name}"
-
-    @cached_property
-    def variant_block(self):
-        return self.child_blocks["variants"].child_block
 
     def choose(self, value, segment_ids):
         """``(variant key, content)`` for a visitor in ``segment_ids``: the first matching variant, else the
